@@ -1,0 +1,79 @@
+"""Loading DICEPTION: an SD3-medium base (diffusers folder) plus the DICEPTION checkpoint."""
+
+import json
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL, SD3Transformer2DModel
+from transformers import CLIPTextModelWithProjection, CLIPTokenizer, T5EncoderModel, T5TokenizerFast
+
+from ..weights import WeightsError
+from .checkpoint import load_checkpoint, split_checkpoint
+from .point_encoder import PointEncoder
+from .prompts import TextEncoders, encoder_identity
+
+DENOISER_PARTS = ("transformer", "vae", "scheduler")
+TEXT_PARTS = ("text_encoder", "text_encoder_2", "text_encoder_3", "tokenizer", "tokenizer_2", "tokenizer_3")
+
+
+def check_base_folder(folder) -> Path:
+    """An SD3 diffusers folder (``stable-diffusion-3-medium-diffusers`` layout) with every part DICEPTION uses."""
+    folder = Path(folder)
+    missing = [part for part in DENOISER_PARTS + TEXT_PARTS if not (folder / part).is_dir()]
+    if missing:
+        searched = ", ".join(str(folder / p) for p in missing)
+        raise WeightsError(
+            f"base model {folder} is not a complete SD3 diffusers folder: missing {missing} (searched: {searched}). "
+            "Download stabilityai/stable-diffusion-3-medium-diffusers into ComfyUI/models/diception/."
+        )
+    return folder
+
+
+def load_transformer(folder: Path, checkpoint, dtype: torch.dtype):
+    """The SD3 transformer with DICEPTION's weights applied (strictly), and the point encoder."""
+    transformer = SD3Transformer2DModel.from_pretrained(folder, subfolder="transformer", torch_dtype=dtype)
+    flat = load_checkpoint(checkpoint)
+    transformer_sd, point_sd = split_checkpoint(flat)
+    result = transformer.load_state_dict(transformer_sd, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise WeightsError(
+            f"{Path(checkpoint).name} does not fit the base transformer in {folder}: "
+            f"missing {result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]} "
+            "(is the base model SD3-medium?)"
+        )
+    point_encoder = PointEncoder(point_sd["point_embedder.2.weight"].shape[0])
+    point_encoder.load_state_dict(point_sd, strict=True)
+    point_encoder.to(dtype)
+    return transformer.eval().requires_grad_(False), point_encoder.eval().requires_grad_(False)
+
+
+def load_vae(folder: Path, dtype: torch.dtype) -> AutoencoderKL:
+    return AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=dtype).eval().requires_grad_(False)
+
+
+def load_scheduler_config(folder: Path) -> dict:
+    return json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
+
+
+class TextEncoderSource:
+    """Where the text encoders live; they are constructed only when a prompt is not cached."""
+
+    def __init__(self, folder: Path, dtype: torch.dtype):
+        self.folder, self.dtype = Path(folder), dtype
+
+    @property
+    def identity(self) -> str:
+        files = [f for part in TEXT_PARTS for f in (self.folder / part).iterdir() if f.is_file()]
+        return encoder_identity(files, self.dtype)
+
+    def load(self) -> TextEncoders:
+        kw = dict(torch_dtype=self.dtype)
+        f = self.folder
+        return TextEncoders(
+            tokenizer=CLIPTokenizer.from_pretrained(f, subfolder="tokenizer"),
+            tokenizer_2=CLIPTokenizer.from_pretrained(f, subfolder="tokenizer_2"),
+            tokenizer_3=T5TokenizerFast.from_pretrained(f, subfolder="tokenizer_3"),
+            text_encoder=CLIPTextModelWithProjection.from_pretrained(f, subfolder="text_encoder", **kw).eval(),
+            text_encoder_2=CLIPTextModelWithProjection.from_pretrained(f, subfolder="text_encoder_2", **kw).eval(),
+            text_encoder_3=T5EncoderModel.from_pretrained(f, subfolder="text_encoder_3", **kw).eval(),
+        )

@@ -1,0 +1,204 @@
+"""The DICEPTION pipeline: image (+ task, points) → the task's answer as an RGB image."""
+
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import FlowMatchEulerDiscreteScheduler
+from PIL import Image
+
+from .point_encoder import MAX_POINTS
+from .prompts import PromptCache, encode_prompt
+from .tasks import POINT_TASK, task_prompt
+from .transformer import diception_forward
+
+RESOLUTION_MULTIPLE = 16  # VAE factor 8 × patch size 2
+
+
+class DicePipeline:
+    """Holds the model parts; ``__call__`` runs one task on a batch of images.
+
+    ``prepare(name, modules)`` is called before a part is used (``"text_encoders"``, ``"vae"``,
+    ``"denoiser"``) so that a host such as ComfyUI can move it to its device; ``release(name, modules)``
+    after the text encoders are done. Each part runs on the device its parameters are on.
+    """
+
+    def __init__(self, transformer, point_encoder, vae, scheduler_config: dict, text_encoder_source, prompt_cache_root):
+        self.transformer = transformer
+        self.point_encoder = point_encoder
+        self.vae = vae
+        self.scheduler_config = scheduler_config
+        self.text_encoder_source = text_encoder_source
+        self.prompt_cache = PromptCache(prompt_cache_root, text_encoder_source.identity)
+        self.prepare: Callable = lambda name, modules: None
+        self.release: Callable = lambda name, modules: None
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.transformer.dtype
+
+    # --- stages -------------------------------------------------------------------------------
+    def encode_prompts(self, prompts) -> dict:
+        """{prompt: (prompt_embeds, pooled)}; the text encoders are built only for prompts not cached."""
+        found = {p: self.prompt_cache.get(p) for p in dict.fromkeys(prompts)}
+        missing = [p for p, hit in found.items() if hit is None]
+        if missing:
+            encoders = self.text_encoder_source.load()
+            try:
+                self.prepare("text_encoders", encoders.modules())
+                for prompt in missing:
+                    found[prompt] = encode_prompt(encoders, prompt)
+                    self.prompt_cache.put(prompt, *found[prompt])
+            finally:
+                self.release("text_encoders", encoders.modules())
+                del encoders
+        return found
+
+    @torch.no_grad()
+    def encode_image(self, pixels: torch.Tensor, noise: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """pixels (B, 3, R, R) in [−1, 1] → condition latents. Posterior mode, or ``mean + std·noise``."""
+        vae = self.vae
+        posterior = vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist
+        latents = posterior.mode() if noise is None else posterior.mean + posterior.std * noise.to(posterior.std)
+        return ((latents - vae.config.shift_factor) * vae.config.scaling_factor).to(self.dtype)
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        vae = self.vae
+        latents = latents.to(vae.device, vae.dtype) / vae.config.scaling_factor + vae.config.shift_factor
+        return (vae.decode(latents, return_dict=False)[0] / 2 + 0.5).clamp(0, 1)
+
+    @torch.no_grad()
+    def denoise(self, latents, cond_latents, embeds, pooled, point_embeds, steps, guidance, callback=None, record=None):
+        """Flow-matching Euler with the SD3 scheduler; CFG when ``guidance > 1`` (uncond = empty prompt,
+        zero point tokens, same condition image). ``embeds``/``pooled``/``point_embeds`` are
+        [uncond, cond] pairs under CFG. ``record(name, tensor)`` sees every step's tensors."""
+        device = self.transformer.device
+        cfg = guidance > 1.0
+        scheduler = FlowMatchEulerDiscreteScheduler.from_config(self.scheduler_config)
+        scheduler.set_timesteps(steps, device=device)
+        latents = latents.to(device, self.dtype)
+        cond = cond_latents.to(device)
+        if cfg:
+            cond = torch.cat([cond, cond])
+            embeds, pooled, point_embeds = (torch.cat(pair) for pair in (embeds, pooled, point_embeds))
+        embeds, pooled, point_embeds = (t.to(device, self.dtype) for t in (embeds, pooled, point_embeds))
+        for i, t in enumerate(scheduler.timesteps):
+            model_input = torch.cat([latents, latents]) if cfg else latents
+            raw = diception_forward(self.transformer, model_input, cond, embeds, pooled, point_embeds, t.expand(model_input.shape[0]))
+            guided = raw
+            if cfg:
+                uncond, text = raw.chunk(2)
+                guided = uncond + guidance * (text - uncond)
+            latents_in = latents
+            latents = scheduler.step(guided, t, latents, return_dict=False)[0]
+            if record:
+                for name, value in (("noise_pred_raw", raw), ("noise_pred_guided", guided), ("latents_in", latents_in), ("latents_out", latents)):
+                    record(f"step{i}.{name}", value)
+            if callback:
+                callback(i + 1, steps)
+        return latents
+
+    # --- the whole run ------------------------------------------------------------------------
+    def __call__(
+        self,
+        images: torch.Tensor,
+        task: str,
+        category: str = "",
+        points=(),
+        steps: int = 28,
+        guidance: float = 2.0,
+        seed: int = 0,
+        resolution: int = 768,
+        point_order: str = "yx",
+        callback: Optional[Callable[[int, int], None]] = None,
+    ) -> torch.Tensor:
+        """images (B, H, W, 3) in [0, 1] → answers (B, H, W, 3) in [0, 1] at the input size.
+
+        ``points`` are pixel (x, y) pairs of the input image (point segmentation only). The noise is
+        drawn on the CPU from ``seed`` for the whole batch, so the same seed gives the same answer on
+        any device and whatever the batch is split into. ``callback(done, total)`` runs after every
+        denoising step of every image; raise from it to interrupt.
+        """
+        if images.ndim != 4 or images.shape[-1] != 3 or 0 in images.shape:
+            raise ValueError(f"images: expected a (B, H, W, 3) batch with B, H, W > 0, got shape {tuple(images.shape)}")
+        if resolution % RESOLUTION_MULTIPLE:
+            raise ValueError(f"resolution: must be a multiple of {RESOLUTION_MULTIPLE}, got {resolution}")
+        b, h, w, _ = images.shape
+        prompt = task_prompt(task, category)
+        if points and task != POINT_TASK:
+            raise ValueError(f"points: only the {POINT_TASK!r} task takes points; task {task!r} got {len(points)}")
+        if task == POINT_TASK and not points:
+            raise ValueError(f"points: the {POINT_TASK!r} task needs 1 to {MAX_POINTS} points on the image")
+
+        cfg = guidance > 1.0
+        embeds = self.encode_prompts([prompt, ""] if cfg else [prompt])
+        coords, labels = point_slots(points, w, h, point_order)
+        self.prepare("denoiser", [self.transformer, self.point_encoder])
+        point_embeds = self.point_encoder(coords.to(self.transformer.device), labels.to(self.transformer.device))
+        if cfg:
+            (uncond, uncond_pooled), (text, pooled) = embeds[""], embeds[prompt]
+            inputs = ((uncond, text), (uncond_pooled, pooled), (torch.zeros_like(point_embeds), point_embeds))
+        else:
+            inputs = (*embeds[prompt], point_embeds)
+        latent_size = resolution // 8
+        noise = initial_noise(seed, (b, self.transformer.config.in_channels, latent_size, latent_size))
+
+        total = b * steps
+        answers = []
+        for i in range(b):
+            pixels = preprocess(images[i : i + 1], resolution)
+            self.prepare("vae", [self.vae])
+            cond_latents = self.encode_image(pixels)
+            self.prepare("denoiser", [self.transformer, self.point_encoder])
+            step_callback = (lambda done, _, i=i: callback(i * steps + done, total)) if callback else None
+            latents = self.denoise(
+                noise[i : i + 1],
+                cond_latents,
+                *inputs,
+                steps=steps,
+                guidance=guidance,
+                callback=step_callback,
+            )
+            self.prepare("vae", [self.vae])
+            answers.append(postprocess(self.decode(latents), h, w))
+        return torch.cat(answers)
+
+
+def initial_noise(seed: int, shape) -> torch.Tensor:
+    """Gaussian noise drawn on the CPU (float32) like ComfyUI does, independent of the device."""
+    return torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed), dtype=torch.float32)
+
+
+def point_slots(points, width: int, height: int, order: str = "yx"):
+    """Pixel points → the 5 normalised slots (1, 5, 2) and labels (1, 5).
+
+    ``order='yx'`` stores (row, column) as DICEPTION's training data does; ``'xy'`` stores (x, y) as the
+    official inference.py does. The official code disagrees with itself; see the README.
+    """
+    if order not in ("yx", "xy"):
+        raise ValueError(f"point_order: expected 'yx' or 'xy', got {order!r}")
+    coords = torch.zeros(1, MAX_POINTS, 2)
+    labels = torch.zeros(1, MAX_POINTS)
+    for i, (x, y) in enumerate(points):
+        nx, ny = x / width, y / height
+        coords[0, i] = torch.tensor([ny, nx] if order == "yx" else [nx, ny])
+        labels[0, i] = 1
+    return coords, labels
+
+
+def preprocess(image: torch.Tensor, resolution: int) -> torch.Tensor:
+    """(1, H, W, 3) in [0, 1] → (1, 3, R, R) in [−1, 1], resized with PIL's Lanczos as the official code."""
+    array = (image[0].clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
+    resized = Image.fromarray(array).resize((resolution, resolution), Image.LANCZOS)
+    tensor = torch.from_numpy(np.asarray(resized, dtype=np.float32) / 255).permute(2, 0, 1)[None]
+    return (tensor - 0.5) * 2
+
+
+def postprocess(answer: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """(1, 3, R, R) in [0, 1] → (1, H, W, 3) in [0, 1] at the input size (antialiased bicubic, in float)."""
+    answer = answer.float().cpu()
+    if answer.shape[-2:] != (height, width):
+        answer = F.interpolate(answer, size=(height, width), mode="bicubic", antialias=True, align_corners=False)
+    return answer.clamp(0, 1).permute(0, 2, 3, 1)

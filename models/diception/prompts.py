@@ -1,0 +1,107 @@
+"""Prompt encoding exactly as diffusers' SD3 pipeline, and an on-disk cache of its results.
+
+``prompt_embeds`` = [CLIP-L ⊕ CLIP-G penultimate hidden states (77 tokens), zero-padded to the T5 width]
+followed by 256 T5 tokens; ``pooled`` = CLIP-L ⊕ CLIP-G text projections. No attention masks.
+
+DICEPTION's prompts are a small fixed set, so their embeddings are cached per prompt and per text-encoder
+identity; when every prompt a run needs is cached, the text encoders (72 % of SD3's weights) are never
+constructed.
+"""
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+CLIP_TOKENS = 77
+T5_TOKENS = 256
+
+
+@dataclass
+class TextEncoders:
+    tokenizer: object
+    tokenizer_2: object
+    tokenizer_3: object
+    text_encoder: torch.nn.Module
+    text_encoder_2: torch.nn.Module
+    text_encoder_3: torch.nn.Module
+
+    def modules(self):
+        return [self.text_encoder, self.text_encoder_2, self.text_encoder_3]
+
+
+def tokenize(encoders: TextEncoders, prompt: str) -> dict:
+    """Token ids for CLIP-L, CLIP-G and T5 (padded to max length, truncated)."""
+
+    def ids(tokenizer, length):
+        out = tokenizer([prompt], padding="max_length", max_length=length, truncation=True, return_tensors="pt")
+        return out.input_ids
+
+    return {
+        "clip_l": ids(encoders.tokenizer, CLIP_TOKENS),
+        "clip_g": ids(encoders.tokenizer_2, CLIP_TOKENS),
+        "t5": ids(encoders.tokenizer_3, T5_TOKENS),
+    }
+
+
+@torch.no_grad()
+def encode_prompt(encoders: TextEncoders, prompt: str):
+    """One prompt → (prompt_embeds (1, 333, D_t5), pooled (1, D_l + D_g))."""
+    ids = tokenize(encoders, prompt)
+    hidden, pooled = [], []
+    for key, encoder in (("clip_l", encoders.text_encoder), ("clip_g", encoders.text_encoder_2)):
+        out = encoder(ids[key].to(encoder.device), output_hidden_states=True)
+        hidden.append(out.hidden_states[-2])
+        pooled.append(out[0])
+    t5 = encoders.text_encoder_3
+    t5_embeds = t5(ids["t5"].to(t5.device))[0].to(t5.dtype)
+    clip_embeds = torch.cat(hidden, dim=-1).to(encoders.text_encoder.dtype)
+    clip_embeds = torch.nn.functional.pad(clip_embeds, (0, t5_embeds.shape[-1] - clip_embeds.shape[-1]))
+    clip_embeds = clip_embeds.to(t5_embeds.device)
+    return torch.cat([clip_embeds, t5_embeds], dim=-2), torch.cat(pooled, dim=-1)
+
+
+class PromptCache:
+    """``(prompt_embeds, pooled)`` per prompt, as safetensors files under ``root/<encoder identity>/``."""
+
+    def __init__(self, root, identity: str):
+        self.folder = Path(root) / identity[:24]
+        self.identity = identity
+
+    def _path(self, prompt: str) -> Path:
+        return self.folder / (hashlib.sha256(prompt.encode()).hexdigest()[:24] + ".safetensors")
+
+    def get(self, prompt: str):
+        path = self._path(prompt)
+        if not path.is_file():
+            return None
+        try:
+            tensors = load_file(str(path))
+            return tensors["prompt_embeds"], tensors["pooled"]
+        except Exception:  # a damaged cache entry is recomputed, never fatal
+            return None
+
+    def put(self, prompt: str, prompt_embeds: torch.Tensor, pooled: torch.Tensor) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self._path(prompt)
+        tmp = path.with_suffix(".tmp")
+        tensors = {"prompt_embeds": prompt_embeds.detach().cpu().contiguous(), "pooled": pooled.detach().cpu().contiguous()}
+        save_file(tensors, str(tmp), metadata={"prompt": prompt, "text_encoders": self.identity})
+        tmp.replace(path)
+
+
+def encoder_identity(files, dtype: torch.dtype) -> str:
+    """A cheap fingerprint of text-encoder weight/config/tokenizer files (names, sizes, first/last MiB) and dtype."""
+    digest = hashlib.sha256(str(dtype).encode())
+    for path in sorted(Path(f) for f in files):
+        stat = path.stat()
+        digest.update(f"{path.name}:{stat.st_size}".encode())
+        with open(path, "rb") as fh:
+            digest.update(fh.read(1 << 20))
+            if stat.st_size > 2 << 20:
+                fh.seek(-(1 << 20), 2)
+                digest.update(fh.read())
+    return digest.hexdigest()
+

@@ -1,0 +1,77 @@
+"""DICEPTION's tasks, their prompts, and the point prompts of point-prompted segmentation."""
+
+import json
+
+from .point_encoder import MAX_POINTS
+
+TASK_PROMPTS = {
+    "depth": "[[image2depth]]",
+    "normal": "[[image2normal]]",
+    "point segmentation": "[[image2segmentation]]",
+    "entity segmentation": "[[image2entity]]",
+    "semantic segmentation": "[[image2semantic]]",
+    "pose": "[[image2pose]]",
+}
+POINT_TASK = "point segmentation"
+SEMANTIC_TASK = "semantic segmentation"
+
+COCO_CATEGORIES = tuple(
+    name.replace("_", " ")
+    for name in (
+        "person bicycle car motorcycle airplane bus train truck boat traffic_light fire_hydrant stop_sign "
+        "parking_meter bench bird cat dog horse sheep cow elephant bear zebra giraffe backpack umbrella handbag "
+        "tie suitcase frisbee skis snowboard sports_ball kite baseball_bat baseball_glove skateboard surfboard "
+        "tennis_racket bottle wine_glass cup fork knife spoon bowl banana apple sandwich orange broccoli carrot "
+        "hot_dog pizza donut cake chair couch potted_plant bed dining_table toilet tv laptop mouse remote "
+        "keyboard cell_phone microwave oven toaster sink refrigerator book clock vase scissors teddy_bear "
+        "hair_drier toothbrush"
+    ).split()
+)
+
+
+def task_prompt(task: str, category: str = "") -> str:
+    """The prompt DICEPTION was trained with for ``task`` (semantic segmentation names a COCO class)."""
+    if task not in TASK_PROMPTS:
+        raise ValueError(f"task: unknown task {task!r}; expected one of {list(TASK_PROMPTS)}")
+    if task == SEMANTIC_TASK:
+        category = (category or "").strip()
+        if not category:
+            raise ValueError("category: the semantic segmentation task needs a COCO category, e.g. 'dog'")
+        return f"{TASK_PROMPTS[task]} {category}"
+    return TASK_PROMPTS[task]
+
+
+def parse_points(points, width: int, height: int) -> list:
+    """Pixel points from the KJNodes Points Editor JSON (``[{"x": px, "y": px}, …]``) → [(x, y), …].
+
+    Also accepts a list of such dicts or of ``[x, y]`` pairs. Checks there are at most 5 and that each
+    lies inside a ``width``×``height`` image.
+    """
+    if isinstance(points, str):
+        text = points.strip()
+        if not text:
+            return []
+        try:
+            points = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f'points: not valid JSON ({e.msg}); expected [{{"x": 10, "y": 20}}, ...]') from None
+    if isinstance(points, dict):
+        points = [points]
+    if not isinstance(points, list):
+        raise ValueError(f'points: expected a JSON list like [{{"x": 10, "y": 20}}], got {type(points).__name__}')
+    parsed = []
+    for i, p in enumerate(points):
+        try:
+            x, y = (p["x"], p["y"]) if isinstance(p, dict) else p
+            x, y = float(x), float(y)
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f'points[{i}]: expected {{"x": number, "y": number}}, got {p!r}') from None
+        if not (0 <= x <= width - 1 and 0 <= y <= height - 1):
+            raise ValueError(
+                f"points[{i}]: ({x:g}, {y:g}) lies outside the {width}x{height} image "
+                f"(x must be in [0, {width - 1}], y in [0, {height - 1}])"
+            )
+        parsed.append((x, y))
+    if len(parsed) > MAX_POINTS:
+        raise ValueError(f"points: DICEPTION takes at most {MAX_POINTS} points, got {len(parsed)}")
+    return parsed

@@ -1,0 +1,74 @@
+"""Everything that depends on the ComfyUI version lives here, so node files never branch on versions.
+
+Checked against the 2024-03 test engine and ComfyUI v0.8.0+.
+"""
+
+import inspect
+
+import torch
+
+import comfy.model_management as mm
+import comfy.model_patcher
+import comfy.utils
+
+
+class Holder(torch.nn.Module):
+    """A plain module around model parts: ``ModelPatcher`` sets attributes (``device`` …) on the module it
+    wraps, which diffusers models and ``segment_anything.Sam`` refuse (read-only properties)."""
+
+    def __init__(self, modules):
+        super().__init__()
+        self.parts = torch.nn.ModuleList(modules)
+
+
+def managed(modules) -> "comfy.model_patcher.ModelPatcher":
+    """Wrap model parts so that ComfyUI's model management loads them to its device and offloads them."""
+    return comfy.model_patcher.ModelPatcher(
+        Holder(modules), load_device=mm.get_torch_device(), offload_device=mm.unet_offload_device()
+    )
+
+
+_FULL_LOAD = "force_full_load" in inspect.signature(mm.load_models_gpu).parameters
+
+
+def load(patchers) -> None:
+    """Put the wrapped parts on the compute device (whole: plain torch layers cannot be partially loaded)."""
+    if _FULL_LOAD:
+        mm.load_models_gpu(list(patchers), force_full_load=True)
+    else:
+        mm.load_models_gpu(list(patchers))
+
+
+def unload(patcher) -> None:
+    """Drop one wrapped model from ComfyUI's loaded list and move it back to the offload device."""
+    for i, loaded in enumerate(list(mm.current_loaded_models)):
+        if loaded.model is patcher:
+            mm.current_loaded_models.pop(i).model_unload()
+            break
+    mm.soft_empty_cache()
+
+
+def device() -> torch.device:
+    return mm.get_torch_device()
+
+
+def auto_dtype() -> torch.dtype:
+    dev = mm.get_torch_device()
+    if dev.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def check_interrupt() -> None:
+    mm.throw_exception_if_processing_interrupted()
+
+
+class Progress:
+    """ComfyUI's progress bar, checking for an interrupt at every update."""
+
+    def __init__(self, total: int):
+        self.bar = comfy.utils.ProgressBar(total)
+
+    def __call__(self, done: int, total: int) -> None:
+        check_interrupt()
+        self.bar.update_absolute(done, total)

@@ -1,0 +1,81 @@
+"""The pack registers in a real ComfyUI, runs a prompt, and reports bad input clearly without breaking the server."""
+
+import ast
+import io
+from pathlib import Path
+
+from comfy_server import FIXTURES, ComfyError, error_message, save_fixture_image
+from graphs import diception_graph
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+COMFY_MODULES = {"comfy", "folder_paths", "server", "nodes", "execution", "comfy_extras", "comfy_api"}
+
+
+def pack_nodes():
+    import importlib.util
+    import sys
+    import types
+
+    # Read the mappings without importing ComfyUI: parse the node modules' NODE_CLASS_MAPPINGS dict literals.
+    names = {}
+    for path in (ROOT / "nodes").glob("*_nodes.py"):
+        tree = ast.parse(path.read_text())
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "NODE_CLASS_MAPPINGS":
+                names.update({k.value: path.stem for k in node.value.keys})
+    return names
+
+
+def test_every_pack_node_is_in_object_info(comfy):
+    info = comfy.object_info()
+    expected = pack_nodes()
+    assert len(expected) >= 2
+    for name in expected:
+        assert name in info, f"{name} missing from /object_info"
+        node = info[name]
+        assert node["input"]["required"], f"{name} has no inputs"
+        assert node["output"] and len(node["output"]) == len(node["output_name"])
+        assert node["category"].split("/")[0] in ("DICEPTION", "PerSAM")
+        assert node["description"]
+    assert "tiny_sd3" in info["DiceptionLoad"]["input"]["required"]["base_model"][0]
+    assert "diception_tiny.pth" in info["DiceptionLoad"]["input"]["required"]["checkpoint"][0]
+
+
+def test_a_prompt_with_pack_nodes_succeeds(comfy):
+    name = save_fixture_image(comfy, FIXTURES / "diception/images/rect_96x72.png", "rect.png")
+    entry = comfy.run(diception_graph(name, prefix="registration"))
+    assert entry["status"]["status_str"] == "success"
+    image = entry["outputs"]["save"]["images"][0]
+    assert Image.open(io.BytesIO(comfy.view(image))).size == (96, 72)
+
+
+def test_bad_input_is_a_clear_error_and_the_server_keeps_serving(comfy):
+    name = save_fixture_image(comfy, FIXTURES / "diception/images/rect_96x72.png", "rect.png")
+    bad = diception_graph(name, task="point segmentation", points='[{"x": 500, "y": 10}]')
+    try:
+        entry = comfy.run(bad)
+        raise AssertionError(f"a point outside the image was accepted: {entry['status']}")
+    except ComfyError as e:
+        assert "outside the 96x72 image" in error_message(e.body)
+    # a refused prompt (wrong type in a widget) is a 400 naming the node
+    refused = diception_graph(name)
+    refused["perceive"]["inputs"]["steps"] = "many"
+    try:
+        comfy.queue(refused)
+        raise AssertionError("a non-integer step count was queued")
+    except ComfyError as e:
+        assert "perceive" in e.body["node_errors"]
+    assert comfy.run(diception_graph(name, prefix="after_error"))["status"]["status_str"] == "success"
+
+
+def test_the_engine_never_imports_comfyui():
+    for path in (ROOT / "models").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                roots = {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                roots = {node.module.split(".")[0]}
+            else:
+                continue
+            assert not roots & COMFY_MODULES, f"{path.relative_to(ROOT)} imports {roots & COMFY_MODULES}"
