@@ -1,0 +1,36 @@
+"""The personalised reference: one image + mask → the target's embedding (and PerSAM-F's weights)."""
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from .features import as_uint8_image, as_uint8_mask, encode_image, mask_on_grid
+from .location_prior import location_prior, select_points, target_embedding
+from .predict import predict
+from .scale_aware import scale_aware_weights
+
+
+@dataclass
+class Reference:
+    embedding: torch.Tensor  # (1, 1, C)
+    mode: str  # "persam" or "persam_f"
+    weights: Optional[torch.Tensor] = None  # (3,) scale-aware weights (PerSAM-F)
+    losses: Optional[torch.Tensor] = None
+
+
+def make_reference(sam, image, mask, fine_tune=False, iterations=1000, callback=None) -> Reference:
+    """PerSAM: mean of the masked reference features. PerSAM-F: (max + mean)/2 and the fitted weights."""
+    array = as_uint8_image(image)
+    mask = as_uint8_mask(mask, array.shape[:2])
+    features = encode_image(sam, array)
+    grid = mask_on_grid(sam, mask, features.features.shape[-2:])
+    if not fine_tune:
+        return Reference(target_embedding(features.features, grid, "mean"), "persam")
+    embedding = target_embedding(features.features, grid, "max_mean")
+    similarity = location_prior(embedding, features, sam)
+    points, labels = select_points(similarity, negative=False)
+    logits_high = predict(sam, features, points, labels, multimask=True).logits_high
+    target = torch.as_tensor(mask > 0)
+    weights, losses = scale_aware_weights(logits_high, target, iterations=iterations, callback=callback)
+    return Reference(embedding, "persam_f", weights, losses)

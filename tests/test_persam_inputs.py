@@ -1,0 +1,80 @@
+"""PerSAM engine: ComfyUI-style masks, and clear errors for bad references and checkpoints."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from conftest import FIXTURES
+from safetensors.torch import load_file, save_file
+
+from models.persam import load_sam, make_reference
+from models.persam.features import mask_on_grid
+from models.weights import WeightsError
+
+PERSAM = FIXTURES / "persam"
+
+
+@pytest.fixture(scope="module")
+def sam():
+    return load_sam(PERSAM / "tiny_sam.pth")
+
+
+@pytest.fixture(scope="module")
+def ref():
+    return load_file(str(PERSAM / "persam_reference.safetensors"))
+
+
+def test_a_comfyui_float_mask_gives_the_official_embedding(sam, ref):
+    """ComfyUI MASKs are 0..1 floats. Given raw to the official code (threshold > 0 after SAM's pixel
+    normalisation) a 0/1 mask selects nothing; ours scales it to 0..255 first, so the fixture's palette
+    mask as a float (128/255) reproduces the official embedding, and a 0/1 mask selects the subject."""
+    palette = ref["ref_mask_rgb"][..., 0].numpy()
+    image = torch.from_numpy(ref["ref_image"].numpy().astype(np.float32) / 255)
+    as_float = torch.from_numpy(palette.astype(np.float32) / 255)
+    assert torch.allclose(make_reference(sam, image, as_float).embedding, ref["target_embedding"], atol=1e-6)
+
+    binary = (palette > 0).astype(np.float32)
+    assert not (mask_on_grid(sam, binary.astype(np.uint8), (64, 64)) > 0).any()  # the official trap
+    embedding = make_reference(sam, image, torch.from_numpy(binary)).embedding
+    assert embedding.shape == (1, 1, 32) and torch.isfinite(embedding).all()
+
+
+def test_an_empty_reference_mask_is_a_clear_error(sam, ref):
+    with pytest.raises(ValueError, match="reference mask is empty"):
+        make_reference(sam, ref["ref_image"].numpy(), np.zeros((240, 320), np.float32))
+
+
+def test_a_mask_of_another_size_is_a_clear_error(sam, ref):
+    with pytest.raises(ValueError, match="differs from the image"):
+        make_reference(sam, ref["ref_image"].numpy(), np.ones((100, 100), np.float32))
+
+
+def test_too_small_images_are_refused(sam):
+    with pytest.raises(ValueError, match="at least 32 px"):
+        make_reference(sam, np.zeros((20, 64, 3), np.uint8), np.ones((20, 64), np.float32))
+
+
+def test_a_non_sam_checkpoint_is_refused(tmp_path):
+    path = tmp_path / "not_sam.safetensors"
+    save_file({"transformer.weight": torch.zeros(2, 2)}, str(path))
+    with pytest.raises(WeightsError, match="not a Segment Anything checkpoint"):
+        load_sam(path)
+
+
+class Payload:
+    def __reduce__(self):
+        return (print, ("this would run code",))
+
+
+def test_a_pickle_that_is_not_weights_only_is_refused(tmp_path):
+    path = tmp_path / "evil.pth"
+    path.write_bytes(pickle.dumps({"image_encoder.x": Payload()}))
+    with pytest.raises(WeightsError, match="not a weights-only checkpoint"):
+        load_sam(path)
+
+
+def test_both_checkpoint_formats_load_the_same_sam():
+    a, b = load_sam(PERSAM / "tiny_sam.pth"), load_sam(PERSAM / "tiny_sam.safetensors")
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.equal(x, y), name
