@@ -1,9 +1,8 @@
 """ComfyUI adapters: thin node classes that call the engine in ``models/``."""
 
-from . import model_folders
-from .diception_nodes import NODE_CLASS_MAPPINGS as _DICEPTION, NODE_DISPLAY_NAME_MAPPINGS as _DICEPTION_NAMES
+from . import diception_nodes, model_folders, persam_nodes
 
 model_folders.register()
 
-NODE_CLASS_MAPPINGS = {**_DICEPTION}
-NODE_DISPLAY_NAME_MAPPINGS = {**_DICEPTION_NAMES}
+NODE_CLASS_MAPPINGS = {**diception_nodes.NODE_CLASS_MAPPINGS, **persam_nodes.NODE_CLASS_MAPPINGS}
+NODE_DISPLAY_NAME_MAPPINGS = {**diception_nodes.NODE_DISPLAY_NAME_MAPPINGS, **persam_nodes.NODE_DISPLAY_NAME_MAPPINGS}

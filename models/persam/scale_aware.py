@@ -37,13 +37,14 @@ def scale_aware_weights(multimask_logits: torch.Tensor, target_mask: torch.Tenso
                         callback=None):
     """Fit the 2 scale-aware parameters on constant (3, H, W) logits against the (H, W) reference mask.
     Returns (weights (3,), per-iteration losses (iterations,))."""
-    logits = multimask_logits.detach().flatten(1).float()
-    target = target_mask.reshape(1, -1).float().to(logits.device)
-    ab = torch.nn.Parameter(torch.ones(2, 1, device=logits.device) / 3)
-    optimizer = torch.optim.AdamW([ab], lr=lr, eps=1e-4)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, iterations)
-    losses = torch.empty(iterations)
-    with torch.enable_grad():
+    # Hosts such as ComfyUI run nodes under inference mode; the fit needs autograd on normal tensors.
+    with torch.inference_mode(False), torch.enable_grad():
+        logits = multimask_logits.detach().flatten(1).float().clone()
+        target = target_mask.reshape(1, -1).float().to(logits.device).clone()
+        ab = torch.nn.Parameter(torch.ones(2, 1, device=logits.device) / 3)
+        optimizer = torch.optim.AdamW([ab], lr=lr, eps=1e-4)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, iterations)
+        losses = torch.empty(iterations)
         for i in range(iterations):
             mixed = (logits * mixing_weights(ab)).sum(0, keepdim=True)
             loss = dice_loss(mixed, target) + sigmoid_focal_loss(mixed, target)

@@ -1,0 +1,150 @@
+"""ComfyUI nodes for PerSAM: SAM Loader, PerSAM Reference, PerSAM Segment."""
+
+import json
+import logging
+
+import torch
+
+from ..models.persam import encode_image, load_sam, make_reference, segment
+from ..models.persam.predict import predict
+from . import comfy_adapter, model_folders
+
+log = logging.getLogger(__name__)
+
+
+class SamModel:
+    """A SAM wrapped for ComfyUI's model management."""
+
+    def __init__(self, sam):
+        self.sam = sam
+        self.patcher = comfy_adapter.managed([sam])
+
+    def ready(self):
+        comfy_adapter.load([self.patcher])
+        return self.sam
+
+
+class PersamReference:
+    """What flows along a PERSAM_REF link: the SAM and the personalised reference."""
+
+    def __init__(self, model: SamModel, reference):
+        self.model, self.reference = model, reference
+
+
+class SamLoader:
+    DESCRIPTION = "Loads a Segment Anything checkpoint (vit_b / vit_l / vit_h, .pth or .safetensors) from models/sams."
+    CATEGORY = "PerSAM"
+    FUNCTION = "load"
+    RETURN_TYPES = ("PERSAM_SAM",)
+    RETURN_NAMES = ("sam",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"checkpoint": (model_folders.weight_files("sams"), {"tooltip": "e.g. sam_vit_h_4b8939.pth in models/sams"})}}
+
+    def load(self, checkpoint):
+        return (SamModel(load_sam(model_folders.find("sams", checkpoint))),)
+
+
+def parse_box(text: str, width: int, height: int):
+    values = [v for v in text.replace(";", ",").split(",") if v.strip()]
+    try:
+        x0, y0, x1, y1 = (float(v) for v in values)
+    except ValueError:
+        raise ValueError(f"box: expected 'x0, y0, x1, y1' in pixels, got {text!r}") from None
+    if not (0 <= x0 < x1 <= width - 1 and 0 <= y0 < y1 <= height - 1):
+        raise ValueError(f"box: ({x0:g}, {y0:g}, {x1:g}, {y1:g}) must satisfy 0 ≤ x0 < x1 < {width}, 0 ≤ y0 < y1 < {height}")
+    return torch.tensor([x0, y0, x1, y1])
+
+
+class PersamReferenceNode:
+    DESCRIPTION = (
+        "Personalises SAM from ONE reference image and a mask of the subject (ComfyUI's mask editor or any mask "
+        "node; pixels ≥ 0.5 count), or a box around it. PerSAM is training-free; PerSAM-F fits 2 scale-aware "
+        "weights in a few seconds (one decoder pass, 1000 optimiser steps)."
+    )
+    CATEGORY = "PerSAM"
+    FUNCTION = "reference"
+    RETURN_TYPES = ("PERSAM_REF",)
+    RETURN_NAMES = ("reference",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "sam": ("PERSAM_SAM",),
+                "image": ("IMAGE", {"tooltip": "the reference photo (the first of a batch is used)"}),
+                "fine_tune": ("BOOLEAN", {"default": False, "tooltip": "PerSAM-F: learn the scale-aware mask weights"}),
+            },
+            "optional": {
+                "mask": ("MASK", {"tooltip": "the subject in the reference image, same size as the image"}),
+                "box": ("STRING", {"default": "", "tooltip": "instead of a mask: 'x0, y0, x1, y1' in pixels; SAM segments the box"}),
+                "iterations": ("INT", {"default": 1000, "min": 1, "max": 10000, "tooltip": "PerSAM-F optimiser steps"}),
+            },
+        }
+
+    def reference(self, sam, image, fine_tune, mask=None, box="", iterations=1000):
+        if image.ndim != 4 or 0 in image.shape:
+            raise ValueError(f"image: expected a non-empty IMAGE, got shape {tuple(image.shape)}")
+        model = sam.ready()
+        picture = image[0]
+        if mask is None or not bool((mask[0] >= 0.5).any()):
+            if not box.strip():
+                raise ValueError("mask: the reference mask is empty (or missing) and no box is given; paint the subject or give a box")
+            features = encode_image(model, picture)
+            found = predict(model, features, None, None, box=parse_box(box, picture.shape[1], picture.shape[0]))
+            mask = found.masks[found.best()].float()[None].cpu()
+        progress = comfy_adapter.Progress(iterations)
+        every = max(1, iterations // 50)
+        reference = make_reference(
+            model, picture, mask[0], fine_tune=fine_tune, iterations=iterations,
+            callback=lambda done, total: progress(done, total) if done % every == 0 or done == total else None,
+        )
+        return (PersamReference(sam, reference),)
+
+
+class PersamSegment:
+    DESCRIPTION = (
+        "Segments the reference's subject in every image of a batch (or video frames): location prior, "
+        "target-guided attention, target-semantic prompting, cascaded refinement. Outputs the masks, the positive "
+        "points as KJNodes JSON (for Perceive Task's points) and a preview."
+    )
+    CATEGORY = "PerSAM"
+    FUNCTION = "segment"
+    RETURN_TYPES = ("MASK", "STRING", "IMAGE")
+    RETURN_NAMES = ("masks", "points", "preview")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"reference": ("PERSAM_REF",), "images": ("IMAGE",)}}
+
+    def segment(self, reference, images):
+        if images.ndim != 4 or 0 in images.shape:
+            raise ValueError(f"images: expected a non-empty IMAGE batch, got shape {tuple(images.shape)}")
+        sam = reference.model.ready()
+        progress = comfy_adapter.Progress(images.shape[0])
+        masks, points = [], []
+        for i, image in enumerate(images):
+            result = segment(sam, reference.reference, image)
+            if not result.found:
+                log.warning("PerSAM found nothing in image %d of the batch; its mask is empty", i)
+            masks.append(result.mask.float().cpu())
+            points.append([{"x": int(x), "y": int(y)} for (x, y), l in zip(result.points.tolist(), result.labels.tolist()) if l == 1])
+            progress(i + 1, images.shape[0])
+        masks = torch.stack(masks)
+        return (masks, json.dumps(points[0]), overlay(images, masks))
+
+
+def overlay(images: torch.Tensor, masks: torch.Tensor, colour=(1.0, 0.2, 0.2), alpha=0.5) -> torch.Tensor:
+    """The images with their masks tinted (a preview)."""
+    tint = torch.tensor(colour, dtype=images.dtype)
+    m = masks[..., None].to(images.dtype) * alpha
+    return images * (1 - m) + tint * m
+
+
+NODE_CLASS_MAPPINGS = {"PersamSamLoader": SamLoader, "PersamReference": PersamReferenceNode, "PersamSegment": PersamSegment}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "PersamSamLoader": "SAM Loader (PerSAM)",
+    "PersamReference": "PerSAM Reference",
+    "PersamSegment": "PerSAM Segment",
+}
