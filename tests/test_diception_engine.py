@@ -1,0 +1,86 @@
+"""DICEPTION engine without ComfyUI: checkpoint application, formats, prompt cache, inputs, determinism."""
+
+import pytest
+import torch
+from conftest import FIXTURES
+from safetensors.torch import load_file
+
+from models.diception import convert, load_checkpoint, load_pipeline, parse_points
+from models.diception import loading
+
+DICE = FIXTURES / "diception" / "model"
+
+
+@pytest.fixture()
+def pipe(tmp_path):
+    return load_pipeline(DICE / "tiny_sd3", DICE / "diception_tiny.safetensors", torch.float32, tmp_path / "cache")
+
+
+def test_the_checkpoint_replaces_the_base_transformer(pipe):
+    base = load_file(str(DICE / "tiny_sd3/transformer/diffusion_pytorch_model.safetensors"))
+    ckpt = load_checkpoint(DICE / "diception_tiny.pth")
+    ours = pipe.transformer.state_dict()
+    differing = [k for k in base if not k.endswith("pos_embed") and not torch.equal(base[k], ckpt["transformer." + k])]
+    assert len(differing) == 66  # the fixture's checkpoint differs from the base in every parameter
+    for key in differing:
+        assert torch.equal(ours[key], ckpt["transformer." + key].float()), key
+
+
+def test_pth_and_safetensors_checkpoints_are_the_same_and_convert(tmp_path):
+    pth, st = load_checkpoint(DICE / "diception_tiny.pth"), load_checkpoint(DICE / "diception_tiny.safetensors")
+    assert pth.keys() == st.keys() and all(torch.equal(pth[k], st[k]) for k in pth)
+    out = convert(DICE / "diception_tiny.pth", tmp_path / "converted.safetensors")
+    again = load_checkpoint(out)
+    assert all(torch.equal(again[k], pth[k]) for k in pth)
+    with pytest.raises(FileExistsError):
+        convert(DICE / "diception_tiny.pth", out)
+
+
+def test_cached_prompts_never_build_the_text_encoders(tmp_path, monkeypatch):
+    image = torch.rand(1, 40, 56, 3)
+    first = load_pipeline(DICE / "tiny_sd3", DICE / "diception_tiny.pth", torch.float32, tmp_path / "cache")
+    built = []
+    original = loading.TextEncoderSource.load
+    monkeypatch.setattr(loading.TextEncoderSource, "load", lambda self: built.append(1) or original(self))
+    a = first(image, "depth", steps=2, guidance=2.0, resolution=64, seed=3)
+    assert built == [1]  # cold cache: loaded once for both prompts ("[[image2depth]]" and "")
+    # a new pipeline (as after a restart) reads the cache from disk
+    second = load_pipeline(DICE / "tiny_sd3", DICE / "diception_tiny.pth", torch.float32, tmp_path / "cache")
+    monkeypatch.setattr(loading.TextEncoderSource, "load", lambda self: pytest.fail("text encoders were built"))
+    b = second(image, "depth", steps=2, guidance=2.0, resolution=64, seed=3)
+    assert torch.equal(a, b)
+
+
+def test_same_seed_same_answer_and_batch_independent(pipe):
+    images = torch.rand(3, 48, 80, 3)
+    whole = pipe(images, "normal", steps=1, guidance=1.0, resolution=64, seed=7)
+    again = pipe(images, "normal", steps=1, guidance=1.0, resolution=64, seed=7)
+    other = pipe(images, "normal", steps=1, guidance=1.0, resolution=64, seed=8)
+    assert whole.shape == (3, 48, 80, 3) and torch.equal(whole, again) and not torch.equal(whole, other)
+
+
+def test_point_order_changes_the_slots(pipe):
+    from models.diception.pipeline import point_slots
+
+    yx, _ = point_slots([(30, 10)], 60, 40, "yx")
+    xy, _ = point_slots([(30, 10)], 60, 40, "xy")
+    assert yx[0, 0].tolist() == [0.25, 0.5] and xy[0, 0].tolist() == [0.5, 0.25]
+
+
+@pytest.mark.parametrize("points,message", [
+    ('[{"x": -1, "y": 0}]', "outside"), ('{"x": 1}', "expected"), ("[[1, 2], [3]]", "expected"), ("nope", "not valid JSON"),
+])
+def test_points_are_validated(points, message):
+    with pytest.raises(ValueError, match=message):
+        parse_points(points, 10, 10)
+
+
+def test_points_accept_the_kjnodes_format():
+    assert parse_points('[{"x": 3, "y": 4}, {"x": 9, "y": 0}]', 10, 5) == [(3.0, 4.0), (9.0, 0.0)]
+
+
+def test_zero_size_images_are_refused(pipe):
+    with pytest.raises(ValueError, match="images: expected"):
+        pipe(torch.zeros(0, 64, 64, 3), "depth", steps=1, resolution=64)
+    with pytest.raises(ValueError, match="images: expected"):
+        pipe(torch.zeros(1, 0, 64, 3), "depth", steps=1, resolution=64)
