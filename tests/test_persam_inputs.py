@@ -78,3 +78,19 @@ def test_both_checkpoint_formats_load_the_same_sam():
     a, b = load_sam(PERSAM / "tiny_sam.pth"), load_sam(PERSAM / "tiny_sam.safetensors")
     for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
         assert torch.equal(x, y), name
+
+
+def test_the_closed_form_loss_and_gradient_match_autograd():
+    from models.persam.scale_aware import MixedLoss, dice_loss, mixing_weights, sigmoid_focal_loss
+
+    torch.manual_seed(0)
+    logits, target = torch.randn(3, 30, 40) * 4, torch.rand(30, 40) > 0.6
+    for a, b in ((1 / 3, 1 / 3), (0.8, -0.4), (-0.2, 0.1)):
+        ab = torch.tensor([[a], [b]], dtype=torch.float64, requires_grad=True)
+        mixed = (logits.double().flatten(1) * mixing_weights(ab)).sum(0, keepdim=True)
+        t = target.reshape(1, -1).double()
+        loss = dice_loss(mixed, t) + sigmoid_focal_loss(mixed, t)
+        loss.backward()
+        ours, ga, gb = MixedLoss(logits, target)(a, b)
+        assert abs(ours - loss.item()) < 1e-5
+        assert abs(ga - ab.grad[0, 0].item()) < 1e-5 and abs(gb - ab.grad[1, 0].item()) < 1e-5
