@@ -5,7 +5,7 @@ import logging
 
 import torch
 
-from ..models.persam import encode_image, load_sam, make_reference, segment
+from ..models.persam import encode_image, load_sam, make_reference, segment_instances
 from ..models.persam.predict import predict
 from . import comfy_adapter, model_folders
 
@@ -116,20 +116,29 @@ class PersamSegment:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"reference": ("PERSAM_REF",), "images": ("IMAGE",)}}
+        return {
+            "required": {"reference": ("PERSAM_REF",), "images": ("IMAGE",)},
+            "optional": {
+                "max_instances": ("INT", {"default": 1, "min": 1, "max": 16, "tooltip": "find up to this many instances of the subject"}),
+                "overlap_stop": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip": "stop when a new mask lies this much on earlier ones"}),
+            },
+        }
 
-    def segment(self, reference, images):
+    def segment(self, reference, images, max_instances=1, overlap_stop=0.5):
         if images.ndim != 4 or 0 in images.shape:
             raise ValueError(f"images: expected a non-empty IMAGE batch, got shape {tuple(images.shape)}")
         sam = reference.model.ready()
         progress = comfy_adapter.Progress(images.shape[0])
         masks, points = [], []
         for i, image in enumerate(images):
-            result = segment(sam, reference.reference, image)
-            if not result.found:
+            instances = segment_instances(sam, reference.reference, image, max_instances, overlap_stop)
+            if not instances[0].found:
                 log.warning("PerSAM found nothing in image %d of the batch; its mask is empty", i)
-            masks.append(result.mask.float().cpu())
-            points.append([{"x": int(x), "y": int(y)} for (x, y), l in zip(result.points.tolist(), result.labels.tolist()) if l == 1])
+            masks.append(torch.stack([r.mask for r in instances]).any(0).float().cpu())
+            points.append([
+                {"x": int(x), "y": int(y)}
+                for r in instances for (x, y), label in zip(r.points.tolist(), r.labels.tolist()) if label == 1
+            ][:5])
             progress(i + 1, images.shape[0])
         masks = torch.stack(masks)
         return (masks, json.dumps(points[0]), overlay(images, masks))

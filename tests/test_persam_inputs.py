@@ -94,3 +94,17 @@ def test_the_closed_form_loss_and_gradient_match_autograd():
         ours, ga, gb = MixedLoss(logits, target)(a, b)
         assert abs(ours - loss.item()) < 1e-5
         assert abs(ga - ab.grad[0, 0].item()) < 1e-5 and abs(gb - ab.grad[1, 0].item()) < 1e-5
+
+
+def test_multiple_instances_look_outside_the_found_ones(sam, ref):
+    from models.persam import segment_instances
+
+    reference = make_reference(sam, ref["ref_image"].numpy(), ref["ref_mask_rgb"][..., 0].numpy())
+    image = load_file(str(PERSAM / "persam_test1.safetensors"))["image"].numpy()
+    one = segment_instances(sam, reference, image, max_instances=1)
+    assert len(one) == 1
+    several = segment_instances(sam, reference, image, max_instances=3, overlap_stop=1.01)
+    assert len(several) == 3 and torch.equal(several[0].mask, one[0].mask)
+    for earlier, later in zip(several, several[1:]):
+        x, y = later.points[0].tolist()
+        assert not earlier.mask[y, x] and [x, y] != earlier.points[0].tolist(), "the next instance reuses a found one"

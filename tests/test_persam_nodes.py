@@ -75,3 +75,14 @@ def test_persam_bad_inputs_are_clear_errors(comfy, tmp_path):
     Image.new("RGBA", (20, 20)).save(small)
     expect_error(comfy, persam_graph("tiny.png"), "at least 32 px")
     assert comfy.run(persam_graph(reference_png(comfy), batch=1))["status"]["status_str"] == "success"
+
+
+def test_persam_finds_several_instances(comfy):
+    graph = persam_graph(reference_png(comfy), batch=1)
+    graph["segment"]["inputs"].update({"max_instances": 3, "overlap_stop": 1.0})
+    graph["points"] = {"class_type": "PreviewImage", "inputs": {"images": ["segment", 2]}}
+    entry = comfy.run(graph)
+    mask = np.asarray(Image.open(io.BytesIO(comfy.view(entry["outputs"]["save_masks"]["images"][0]))))[..., 0] > 127
+    single = comfy.run(persam_graph(reference_png(comfy), batch=1))
+    one = np.asarray(Image.open(io.BytesIO(comfy.view(single["outputs"]["save_masks"]["images"][0]))))[..., 0] > 127
+    assert mask.sum() > one.sum() and (mask | one).sum() == mask.sum()  # the union grew beyond the first instance

@@ -1,14 +1,41 @@
 """PerSAM / PerSAM-F (arXiv 2305.03048): Segment Anything personalised from one image and mask."""
 
+import torch
+
 from .cascade import Segmentation, persam_f_segment, persam_segment
 from .features import ImageFeatures, as_uint8_image, as_uint8_mask, encode_image
 from .reference import Reference, make_reference
 from .sam_loading import load_sam
 
 
-def segment(sam, reference: Reference, image) -> Segmentation:
+def segment(sam, reference: Reference, image, features=None, exclude=None) -> Segmentation:
     """Segment the reference's subject in one image ((H, W, 3) float 0..1 or uint8)."""
-    features = encode_image(sam, image)
+    features = features if features is not None else encode_image(sam, image)
     if reference.mode == "persam_f":
-        return persam_f_segment(sam, features, reference.embedding, reference.weights)
-    return persam_segment(sam, features, reference.embedding)
+        return persam_f_segment(sam, features, reference.embedding, reference.weights, exclude)
+    return persam_segment(sam, features, reference.embedding, exclude)
+
+
+def segment_instances(sam, reference: Reference, image, max_instances=1, overlap_stop=0.5) -> list:
+    """Several instances of the subject, as persam_f_multi_obj.py intends: after each found instance its
+    pixels are excluded from the location prior and PerSAM runs again; it stops at ``max_instances``, when
+    nothing is found, or when a new mask lies mostly (``overlap_stop`` of its area) on earlier ones.
+    Unlike the official script, the image is encoded once, every instance is kept (not only the last)
+    and overlap is measured on boolean masks. Returns the list of Segmentations (at least one)."""
+    features = encode_image(sam, image)
+    height, width = features.original_size
+    cell = max(1, round(max(height, width) / features.features.shape[-1]))  # one feature cell, in pixels
+    found, union, exclude = [], None, torch.zeros(height, width, dtype=torch.bool)
+    for _ in range(max(1, max_instances)):
+        result = segment(sam, reference, image, features, exclude)
+        if found and (not result.found or float((result.mask & union).sum()) >= overlap_stop * float(result.mask.sum())):
+            break
+        found.append(result)
+        union = result.mask.cpu() if union is None else union | result.mask.cpu()
+        exclude = union.clone()  # and the points already used: a mask may miss the point that prompted it
+        for r in found:
+            px, py = r.points[0].tolist()
+            exclude[max(0, py - cell) : py + cell + 1, max(0, px - cell) : px + cell + 1] = True
+        if not result.found:
+            break
+    return found

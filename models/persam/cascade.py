@@ -22,10 +22,11 @@ class Segmentation:
         return bool(self.mask.any())
 
 
-def persam_segment(sam, image, embedding) -> Segmentation:
+def persam_segment(sam, image, embedding, exclude=None) -> Segmentation:
     """Training-free PerSAM: [positive, negative] points with target-guided attention and target-semantic
-    prompting (pass 1); refinement with pass 1's logits (pass 2, best of 3); then with pass 2's box (pass 3)."""
-    similarity = location_prior(embedding, image, sam)
+    prompting (pass 1); refinement with pass 1's logits (pass 2, best of 3); then with pass 2's box (pass 3).
+    ``exclude`` (H, W) bool: pixels already explained (other instances) get the prior's minimum."""
+    similarity = suppress(location_prior(embedding, image, sam), exclude)
     points, labels = select_points(similarity, negative=True)
     attn_sim = attention_similarity(similarity, image.features.shape[-2:])
     first = predict(sam, image, points, labels, multimask=False, attn_sim=attn_sim, target_embedding=embedding)
@@ -35,10 +36,10 @@ def persam_segment(sam, image, embedding) -> Segmentation:
     return refine_with_box(sam, image, result, second.masks[second.best()], second.logits[second.best()][None], "pass3")
 
 
-def persam_f_segment(sam, image, embedding, weights) -> Segmentation:
+def persam_f_segment(sam, image, embedding, weights, exclude=None) -> Segmentation:
     """PerSAM-F: positive point only; the three multimask logits mixed with the learned scale-aware weights,
     then two box-prompted refinements."""
-    similarity = location_prior(embedding, image, sam)
+    similarity = suppress(location_prior(embedding, image, sam), exclude)
     points, labels = select_points(similarity, negative=False)
     first = predict(sam, image, points, labels, multimask=True)
     logit_high = weighted_logits(first.logits_high, weights)
@@ -50,6 +51,12 @@ def persam_f_segment(sam, image, embedding, weights) -> Segmentation:
         return result
     second = result.passes["pass2"]
     return refine_with_box(sam, image, result, second.masks[second.best()], second.logits[second.best()][None], "pass3")
+
+
+def suppress(similarity: torch.Tensor, exclude) -> torch.Tensor:
+    if exclude is None or not exclude.any():
+        return similarity
+    return similarity.masked_fill(exclude.to(similarity.device), float(similarity.min()))
 
 
 def refine_with_box(sam, image, result: Segmentation, mask, mask_input, name) -> Segmentation:
