@@ -1,0 +1,69 @@
+"""Progress and interrupts through the real server: the bar advances per step and per image, and an
+interrupt during a multi-step DICEPTION run stops it within one step; the next prompt succeeds."""
+
+import json
+import threading
+import time
+
+import websocket
+from comfy_server import FIXTURES, save_fixture_image
+from graphs import diception_graph
+
+
+def listen(comfy, messages, stop):
+    ws = websocket.create_connection(comfy.url.replace("http", "ws") + f"/ws?clientId={comfy.client_id}", timeout=1)
+    try:
+        while not stop.is_set():
+            try:
+                raw = ws.recv()
+            except websocket.WebSocketTimeoutException:
+                continue
+            if isinstance(raw, str):
+                messages.append((time.time(), json.loads(raw)))
+    finally:
+        ws.close()
+
+
+def progress_of(messages, node="perceive"):
+    return [m["data"] for _, m in messages if m["type"] == "progress" and m["data"].get("node") in (node, None)]
+
+
+def with_listener(comfy, action):
+    messages, stop = [], threading.Event()
+    thread = threading.Thread(target=listen, args=(comfy, messages, stop), daemon=True)
+    thread.start()
+    time.sleep(0.5)
+    try:
+        return action(messages), messages
+    finally:
+        stop.set()
+        thread.join(5)
+
+
+def test_progress_advances_per_step_and_image(comfy):
+    name = save_fixture_image(comfy, FIXTURES / "diception/images/rect_96x72.png", "rect.png")
+    _, messages = with_listener(comfy, lambda _: comfy.run(diception_graph(name, batch=2, steps=3, seed=11)))
+    values = [(p["value"], p["max"]) for p in progress_of(messages)]
+    assert values == [(i, 6) for i in range(1, 7)], values
+
+
+def test_interrupt_stops_within_one_step(comfy):
+    name = save_fixture_image(comfy, FIXTURES / "diception/images/rect_96x72.png", "rect.png")
+    steps = 150
+
+    def interrupt_midway(messages):
+        prompt_id = comfy.queue(diception_graph(name, steps=steps, seed=12))
+        deadline = time.time() + 120
+        while not any(p["value"] >= 3 for p in progress_of(messages)) and time.time() < deadline:
+            time.sleep(0.01)
+        comfy.interrupt()
+        sent = time.time()
+        return comfy.wait(prompt_id), sent
+
+    (entry, sent), messages = with_listener(comfy, interrupt_midway)
+    assert entry["status"]["status_str"] == "error"
+    assert any(kind == "execution_interrupted" for kind, _ in entry["status"]["messages"])
+    after = [m["data"]["value"] for t, m in messages if t > sent and m["type"] == "progress"]
+    before = max(m["data"]["value"] for t, m in messages if t <= sent and m["type"] == "progress")
+    assert before < steps and len(after) <= 1, f"{len(after)} steps ran after the interrupt"
+    assert comfy.run(diception_graph(name, prefix="after_interrupt"))["status"]["status_str"] == "success"
