@@ -59,6 +59,28 @@ def auto_dtype() -> torch.dtype:
     return torch.float32
 
 
+def tokenizer_dirs() -> dict:
+    """CLIP and T5 tokenizer folders that ComfyUI itself ships (used offline for SD3 single files)."""
+    import os
+
+    import comfy.sd1_clip
+
+    root = os.path.dirname(os.path.dirname(comfy.sd1_clip.__file__))
+    candidates = {
+        "clip": ["comfy/sd1_tokenizer"],
+        "t5": ["comfy/text_encoders/t5_tokenizer", "comfy/t5_tokenizer"],
+    }
+    found = {}
+    for kind, paths in candidates.items():
+        for rel in paths:
+            if os.path.isdir(os.path.join(root, rel)):
+                found[kind] = os.path.join(root, rel)
+                break
+        else:
+            found[kind] = None
+    return found
+
+
 def check_interrupt() -> None:
     mm.throw_exception_if_processing_interrupted()
 

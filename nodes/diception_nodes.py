@@ -35,7 +35,8 @@ class DiceptionModel:
 
 class LoadDiception:
     DESCRIPTION = (
-        "Loads DICEPTION: an SD3-medium base (diffusers folder in models/diception) with the DICEPTION "
+        "Loads DICEPTION: an SD3-medium base (diffusers folder in models/diception, or a single-file sd3_medium*.safetensors "
+        "in models/checkpoints) with the DICEPTION "
         "checkpoint (DICEPTION_v1.pth or .safetensors in models/diception). Text encoders are loaded only "
         "when a task prompt is not yet in the prompt cache."
     )
@@ -48,7 +49,10 @@ class LoadDiception:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "base_model": (model_folders.diffusers_folders("diception"), {"tooltip": "SD3-medium diffusers folder under models/diception"}),
+                "base_model": (
+                    model_folders.diffusers_folders("diception") + model_folders.sd3_single_files(),
+                    {"tooltip": "SD3-medium: a diffusers folder under models/diception, or an sd3_medium*.safetensors single file from models/checkpoints"},
+                ),
                 "checkpoint": (model_folders.weight_files("diception"), {"tooltip": "DICEPTION_v1.pth or its .safetensors conversion"}),
                 "dtype": (list(DTYPES), {"default": "auto", "tooltip": "auto: bf16 on GPUs that support it, else fp16; fp32 on CPU"}),
             }
@@ -56,10 +60,11 @@ class LoadDiception:
 
     def load(self, base_model, checkpoint, dtype):
         pipeline = load_pipeline(
-            model_folders.find("diception", base_model),
+            model_folders.find_base(base_model),
             model_folders.find("diception", checkpoint),
             DTYPES[dtype] or comfy_adapter.auto_dtype(),
             model_folders.prompt_cache_root(),
+            tokenizer_dirs=comfy_adapter.tokenizer_dirs(),
         )
         return (DiceptionModel(pipeline),)
 

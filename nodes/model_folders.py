@@ -38,6 +38,21 @@ def diffusers_folders(name: str) -> list:
     return sorted(found)
 
 
+SINGLE_FILE_PREFIX = "checkpoints/"
+
+
+def sd3_single_files() -> list:
+    """SD3 single-file checkpoints in ComfyUI's ``models/checkpoints`` (names containing "sd3")."""
+    return [SINGLE_FILE_PREFIX + f for f in folder_paths.get_filename_list("checkpoints") if "sd3" in f.lower()]
+
+
+def find_base(choice: str) -> str:
+    """A base-model choice of Load DICEPTION → its path (a diffusers folder or a single file)."""
+    if choice.startswith(SINGLE_FILE_PREFIX):
+        return find("checkpoints", choice[len(SINGLE_FILE_PREFIX):])
+    return find("diception", choice)
+
+
 def find(name: str, relative: str) -> str:
     """The full path of ``relative`` in the model folder ``name``; a clear error lists the paths searched."""
     searched = [os.path.join(root, relative) for root in folder_paths.get_folder_paths(name)]

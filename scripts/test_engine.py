@@ -31,6 +31,7 @@ def link_tiny_models(models: Path) -> None:
     """The tiny random models of tests/fixtures, in the layout users have under ComfyUI/models."""
     (models / "diception").mkdir(parents=True, exist_ok=True)
     (models / "sams").mkdir(parents=True, exist_ok=True)
+    (models / "checkpoints").mkdir(parents=True, exist_ok=True)
     links = {
         models / "diception" / "tiny_sd3": TINY / "diception/model/tiny_sd3",
         models / "diception" / "diception_tiny.pth": TINY / "diception/model/diception_tiny.pth",
@@ -60,7 +61,9 @@ class TestEngine:
             path.mkdir(parents=True, exist_ok=True)
         link_tiny_models(self.dirs["models"])
         extra = workdir / "extra_model_paths.yaml"
-        extra.write_text(f"pack:\n  base_path: {self.dirs['models']}\n  diception: diception\n  sams: sams\n")
+        extra.write_text(
+            f"pack:\n  base_path: {self.dirs['models']}\n  diception: diception\n  sams: sams\n  checkpoints: checkpoints\n"
+        )
         port = free_port()
         self.log_path = workdir / "server.log"
         self._log = open(self.log_path, "w")

@@ -40,6 +40,14 @@ def test_every_pack_node_is_in_object_info(comfy):
         assert node["description"]
     assert "tiny_sd3" in info["DiceptionLoad"]["input"]["required"]["base_model"][0]
     assert "diception_tiny.pth" in info["DiceptionLoad"]["input"]["required"]["checkpoint"][0]
+    assert "tiny_sam.pth" in info["PersamSamLoader"]["input"]["required"]["checkpoint"][0]
+
+
+def test_sd3_single_files_in_checkpoints_are_offered_as_bases(comfy):
+    (comfy.dirs["models"] / "checkpoints" / "sd3_medium_incl_clips.safetensors").write_bytes(b"")
+    (comfy.dirs["models"] / "checkpoints" / "sdxl_base.safetensors").write_bytes(b"")
+    bases = comfy.object_info()["DiceptionLoad"]["input"]["required"]["base_model"][0]
+    assert "checkpoints/sd3_medium_incl_clips.safetensors" in bases and not any("sdxl" in b for b in bases)
 
 
 def test_a_prompt_with_pack_nodes_succeeds(comfy):

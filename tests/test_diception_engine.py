@@ -84,3 +84,37 @@ def test_zero_size_images_are_refused(pipe):
         pipe(torch.zeros(0, 64, 64, 3), "depth", steps=1, resolution=64)
     with pytest.raises(ValueError, match="images: expected"):
         pipe(torch.zeros(1, 0, 64, 3), "depth", steps=1, resolution=64)
+
+
+def test_a_single_file_sd3_checkpoint_gives_the_same_answers(tmp_path):
+    from tiny_models import build_sd3_single_file
+
+    folder = DICE / "tiny_sd3"
+    single = build_sd3_single_file(folder, tmp_path / "sd3_tiny_single.safetensors")
+    tokenizers = {"clip": folder / "tokenizer", "t5": folder / "tokenizer_3"}
+    from_file = load_pipeline(single, DICE / "diception_tiny.pth", torch.float32, tmp_path / "c1", tokenizers, configs=folder)
+    from_folder = load_pipeline(folder, DICE / "diception_tiny.pth", torch.float32, tmp_path / "c2")
+    for name, value in from_folder.transformer.state_dict().items():
+        assert torch.equal(from_file.transformer.state_dict()[name], value), name
+    for name, value in from_folder.vae.state_dict().items():
+        assert torch.equal(from_file.vae.state_dict()[name], value), name
+    image = torch.rand(1, 40, 48, 3)
+    a = from_file(image, "semantic segmentation", category="dog", steps=2, guidance=2.0, resolution=64)
+    b = from_folder(image, "semantic segmentation", category="dog", steps=2, guidance=2.0, resolution=64)
+    assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_a_single_file_without_text_encoders_works_from_the_cache_and_says_what_is_missing(tmp_path):
+    from tiny_models import build_sd3_single_file
+    from models.weights import WeightsError
+
+    folder = DICE / "tiny_sd3"
+    bare = build_sd3_single_file(folder, tmp_path / "sd3_bare.safetensors", with_text_encoders=False)
+    tokenizers = {"clip": folder / "tokenizer", "t5": folder / "tokenizer_3"}
+    pipe = load_pipeline(bare, DICE / "diception_tiny.pth", torch.float32, tmp_path / "cache", tokenizers, configs=folder)
+    with pytest.raises(WeightsError, match="has no text_encoder weights"):
+        pipe(torch.rand(1, 32, 32, 3), "depth", steps=1, guidance=1.0, resolution=64)
+    # fill the cache with the embeddings of the same text encoders, then the bare file suffices
+    full = load_pipeline(folder, DICE / "diception_tiny.pth", torch.float32, tmp_path / "other")
+    pipe.prompt_cache.put("[[image2depth]]", *full.encode_prompts(["[[image2depth]]"])["[[image2depth]]"])
+    assert pipe(torch.rand(1, 32, 32, 3), "depth", steps=1, guidance=1.0, resolution=64).shape == (1, 32, 32, 3)

@@ -98,3 +98,83 @@ def build_sam_checkpoint(root: Path, seed: int = 0) -> Path:
     }
     torch.save(build_sam(cfg).state_dict(), path)
     return path
+
+
+# --- SD3 single-file checkpoints (the layout of stabilityai's sd3_medium*.safetensors) -------------------
+
+def _swap_halves(t):  # diffusers' swap_scale_shift is its own inverse
+    shift, scale = t.chunk(2, dim=0)
+    return torch.cat([scale, shift], dim=0)
+
+
+def transformer_to_single_file(sd: dict, num_layers: int) -> dict:
+    """diffusers SD3Transformer2DModel keys → SAI MMDiT keys (the inverse of diffusers' converter)."""
+    out = {
+        "pos_embed": sd["pos_embed.pos_embed"],
+        "x_embedder.proj.weight": sd["pos_embed.proj.weight"], "x_embedder.proj.bias": sd["pos_embed.proj.bias"],
+        "context_embedder.weight": sd["context_embedder.weight"], "context_embedder.bias": sd["context_embedder.bias"],
+        "final_layer.linear.weight": sd["proj_out.weight"], "final_layer.linear.bias": sd["proj_out.bias"],
+        "final_layer.adaLN_modulation.1.weight": _swap_halves(sd["norm_out.linear.weight"]),
+        "final_layer.adaLN_modulation.1.bias": _swap_halves(sd["norm_out.linear.bias"]),
+    }
+    for ours, theirs in (("timestep_embedder", "t_embedder"), ("text_embedder", "y_embedder")):
+        for a, b in (("linear_1", "0"), ("linear_2", "2")):
+            for p in ("weight", "bias"):
+                out[f"{theirs}.mlp.{b}.{p}"] = sd[f"time_text_embed.{ours}.{a}.{p}"]
+    for i in range(num_layers):
+        d, s, last = f"transformer_blocks.{i}.", f"joint_blocks.{i}.", i == num_layers - 1
+        for p in ("weight", "bias"):
+            out[f"{s}x_block.attn.qkv.{p}"] = torch.cat([sd[f"{d}attn.to_{c}.{p}"] for c in "qkv"])
+            out[f"{s}context_block.attn.qkv.{p}"] = torch.cat([sd[f"{d}attn.add_{c}_proj.{p}"] for c in "qkv"])
+            out[f"{s}x_block.attn.proj.{p}"] = sd[f"{d}attn.to_out.0.{p}"]
+            out[f"{s}x_block.adaLN_modulation.1.{p}"] = sd[f"{d}norm1.linear.{p}"]
+            context_norm = sd[f"{d}norm1_context.linear.{p}"]
+            out[f"{s}context_block.adaLN_modulation.1.{p}"] = _swap_halves(context_norm) if last else context_norm
+            out[f"{s}x_block.mlp.fc1.{p}"] = sd[f"{d}ff.net.0.proj.{p}"]
+            out[f"{s}x_block.mlp.fc2.{p}"] = sd[f"{d}ff.net.2.{p}"]
+            if not last:
+                out[f"{s}context_block.attn.proj.{p}"] = sd[f"{d}attn.to_add_out.{p}"]
+                out[f"{s}context_block.mlp.fc1.{p}"] = sd[f"{d}ff_context.net.0.proj.{p}"]
+                out[f"{s}context_block.mlp.fc2.{p}"] = sd[f"{d}ff_context.net.2.{p}"]
+    return out
+
+
+def vae_to_single_file(sd: dict, num_blocks: int) -> dict:
+    """diffusers AutoencoderKL keys → LDM VAE keys (the inverse of diffusers' converter)."""
+    import re
+
+    out = {}
+    for key, value in sd.items():
+        k = key.replace("conv_norm_out", "norm_out").replace("conv_shortcut", "nin_shortcut")
+        k = re.sub(r"encoder\.down_blocks\.(\d+)\.resnets\.", r"encoder.down.\1.block.", k)
+        k = re.sub(r"encoder\.down_blocks\.(\d+)\.downsamplers\.0\.", r"encoder.down.\1.downsample.", k)
+        k = re.sub(r"decoder\.up_blocks\.(\d+)\.resnets\.", lambda m: f"decoder.up.{num_blocks - 1 - int(m[1])}.block.", k)
+        k = re.sub(r"decoder\.up_blocks\.(\d+)\.upsamplers\.0\.", lambda m: f"decoder.up.{num_blocks - 1 - int(m[1])}.upsample.", k)
+        k = re.sub(r"mid_block\.resnets\.(\d+)\.", lambda m: f"mid.block_{int(m[1]) + 1}.", k)
+        if "mid_block.attentions.0." in k:
+            k = k.replace("mid_block.attentions.0.", "mid.attn_1.").replace("group_norm", "norm")
+            k = k.replace("to_q", "q").replace("to_k", "k").replace("to_v", "v").replace("to_out.0", "proj_out")
+            if value.ndim == 2:
+                value = value[:, :, None, None]
+        out[k] = value
+    return out
+
+
+def build_sd3_single_file(folder: Path, path: Path, with_text_encoders=True) -> Path:
+    """One ``.safetensors`` with the tiny SD3 folder's MMDiT, VAE (and text encoders) in SAI's key layout."""
+    from safetensors.torch import load_file, save_file
+
+    if path.is_file():
+        return path
+    transformer = load_file(str(folder / "transformer/diffusion_pytorch_model.safetensors"))
+    layers = json.loads((folder / "transformer/config.json").read_text())["num_layers"]
+    vae = load_file(str(folder / "vae/diffusion_pytorch_model.safetensors"))
+    blocks = len(json.loads((folder / "vae/config.json").read_text())["block_out_channels"])
+    tensors = {"model.diffusion_model." + k: v for k, v in transformer_to_single_file(transformer, layers).items()}
+    tensors.update({"first_stage_model." + k: v for k, v in vae_to_single_file(vae, blocks).items()})
+    if with_text_encoders:
+        for sub, name in (("text_encoder", "clip_l"), ("text_encoder_2", "clip_g"), ("text_encoder_3", "t5xxl")):
+            for k, v in load_file(str(folder / sub / "model.safetensors")).items():
+                tensors[f"text_encoders.{name}.transformer.{k}"] = v
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(path))
+    return path

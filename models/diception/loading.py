@@ -30,16 +30,20 @@ def check_base_folder(folder) -> Path:
 
 
 def load_transformer(folder: Path, checkpoint, dtype: torch.dtype):
-    """The SD3 transformer with DICEPTION's weights applied (strictly), and the point encoder."""
+    """The SD3 transformer of a diffusers folder with DICEPTION's weights applied, and the point encoder."""
     transformer = SD3Transformer2DModel.from_pretrained(folder, subfolder="transformer", torch_dtype=dtype)
-    flat = load_checkpoint(checkpoint)
-    transformer_sd, point_sd = split_checkpoint(flat)
+    return apply_checkpoint(transformer, checkpoint, dtype, folder)
+
+
+def apply_checkpoint(transformer, checkpoint, dtype: torch.dtype, base):
+    """Load DICEPTION's transformer weights strictly (the official ``strict=False`` hides missing keys) and
+    build its point encoder → (transformer, point_encoder), both in eval mode without gradients."""
+    transformer_sd, point_sd = split_checkpoint(load_checkpoint(checkpoint))
     result = transformer.load_state_dict(transformer_sd, strict=False)
     if result.missing_keys or result.unexpected_keys:
         raise WeightsError(
-            f"{Path(checkpoint).name} does not fit the base transformer in {folder}: "
-            f"missing {result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]} "
-            "(is the base model SD3-medium?)"
+            f"{Path(checkpoint).name} does not fit the base transformer of {base}: "
+            f"missing {result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]} (is the base model SD3-medium?)"
         )
     point_encoder = PointEncoder(point_sd["point_embedder.2.weight"].shape[0])
     point_encoder.load_state_dict(point_sd, strict=True)
