@@ -1,8 +1,9 @@
 """ComfyUI adapters: thin node classes that call the engine in ``models/``."""
 
-from . import diception_nodes, model_folders, persam_nodes
+from . import decoder_nodes, diception_nodes, model_folders, persam_nodes
 
 model_folders.register()
 
-NODE_CLASS_MAPPINGS = {**diception_nodes.NODE_CLASS_MAPPINGS, **persam_nodes.NODE_CLASS_MAPPINGS}
-NODE_DISPLAY_NAME_MAPPINGS = {**diception_nodes.NODE_DISPLAY_NAME_MAPPINGS, **persam_nodes.NODE_DISPLAY_NAME_MAPPINGS}
+_MODULES = (diception_nodes, decoder_nodes, persam_nodes)
+NODE_CLASS_MAPPINGS = {k: v for m in _MODULES for k, v in m.NODE_CLASS_MAPPINGS.items()}
+NODE_DISPLAY_NAME_MAPPINGS = {k: v for m in _MODULES for k, v in m.NODE_DISPLAY_NAME_MAPPINGS.items()}

@@ -1,0 +1,190 @@
+"""ComfyUI nodes that turn DICEPTION's RGB answers into depth, normals, masks and keypoints, and save depth.
+
+All work on any IMAGE (a loaded answer too), batches and any size, without the DICEPTION model.
+"""
+
+import json
+import os
+
+import torch
+
+import folder_paths
+
+from ..models.decoders import (
+    COLORMAPS, CONVENTIONS, align_depth, colorize, decode_depth, decode_instances, decode_keypoints, decode_mask,
+    decode_normals, encode_normals, normalize, to_depth,
+)
+from ..models.decoders.export import FORMATS, save_depth
+
+DEPTH_OUTPUTS = ("disparity (near = bright)", "relative depth (far = bright)")
+
+
+class RGBToDepth:
+    DESCRIPTION = (
+        "Decodes a DICEPTION depth answer: the channel mean is disparity (near = bright, unknown scale and shift). "
+        "Outputs a 3-channel IMAGE for depth ControlNets, the same values as a MASK-type map for math, a colour preview, "
+        "and — with a reference depth — the least-squares scale/shift that makes it metric."
+    )
+    CATEGORY = "DICEPTION/decoders"
+    FUNCTION = "decode"
+    RETURN_TYPES = ("IMAGE", "MASK", "IMAGE", "STRING")
+    RETURN_NAMES = ("depth_image", "depth", "preview", "alignment")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "image": ("IMAGE",),
+                "output": (list(DEPTH_OUTPUTS), {"default": DEPTH_OUTPUTS[0]}),
+                "normalization": (["minmax", "percentile", "none"], {"default": "minmax", "tooltip": "percentile: 2–98 %"}),
+                "invert": ("BOOLEAN", {"default": False}),
+                "colormap": (list(COLORMAPS), {"default": "Spectral"}),
+            },
+            "optional": {
+                "reference_depth": ("MASK", {"tooltip": "known metric depth (0 = unknown), sparse or dense; makes the MASK output metric depth"}),
+                "align_in": (["disparity", "depth"], {"default": "disparity", "tooltip": "fit scale/shift to 1/depth (disparity models) or to depth"}),
+            },
+        }
+
+    def decode(self, image, output, normalization, invert, colormap, reference_depth=None, align_in="disparity"):
+        """MASK = the chosen quantity (normalised, or metric depth when aligned); IMAGE/preview = it in [0, 1]."""
+        disparity = decode_depth(image)
+        near_bright = output == DEPTH_OUTPUTS[0]
+        alignment = []
+        if reference_depth is None:
+            values = normalize(disparity if near_bright else to_depth(disparity), normalization)
+        else:
+            fits = [align_depth(d, reference_depth[min(i, len(reference_depth) - 1)], space=align_in) for i, d in enumerate(disparity)]
+            alignment = [{"scale": scale, "shift": shift, "space": align_in} for _, scale, shift in fits]
+            values = torch.stack([depth for depth, _, _ in fits])  # metric depth
+        shown = values if reference_depth is None else (1 / values.clamp(min=1e-6) if near_bright else values)
+        shown = normalize(shown, "minmax" if normalization == "none" or reference_depth is not None else normalization)
+        if invert:
+            shown = 1 - shown
+            values = 1 - values if reference_depth is None and normalization != "none" else values
+        image_out = shown[..., None].expand(*shown.shape, 3).contiguous()
+        return (image_out, values, colorize(shown, colormap), json.dumps(alignment))
+
+
+class RGBToNormal:
+    DESCRIPTION = (
+        "Decodes a DICEPTION normal answer (trained as (n + 1)/2): unit normals, re-coloured in the chosen axis "
+        "convention (as decoded: OpenGL, +X right, +Y up, +Z towards the viewer)."
+    )
+    CATEGORY = "DICEPTION/decoders"
+    FUNCTION = "decode"
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("normal_map",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"image": ("IMAGE",), "convention": (list(CONVENTIONS), {"default": list(CONVENTIONS)[0]})}}
+
+    def decode(self, image, convention):
+        return (encode_normals(decode_normals(image, convention)),)
+
+
+MASK_MODES = ("threshold (point / semantic)", "instances (entity / semantic colours)")
+
+
+class RGBToMasks:
+    DESCRIPTION = (
+        "Decodes segmentation answers into a MASK batch: threshold white-on-black masks, or split colour-coded "
+        "entity/semantic maps into one mask per instance (CIELAB colour clustering + connected components, "
+        "largest first). With no instance, one empty mask is returned and count is 0."
+    )
+    CATEGORY = "DICEPTION/decoders"
+    FUNCTION = "decode"
+    RETURN_TYPES = ("MASK", "INT")
+    RETURN_NAMES = ("masks", "count")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "image": ("IMAGE",),
+                "mode": (list(MASK_MODES), {"default": MASK_MODES[0]}),
+                "threshold": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.01}),
+                "tolerance": ("FLOAT", {"default": 12.0, "min": 1.0, "max": 100.0, "step": 0.5, "tooltip": "colour distance (ΔE in CIELAB) within one instance"}),
+                "min_area": ("INT", {"default": 64, "min": 1, "max": 1 << 20, "tooltip": "smaller regions are dropped"}),
+            }
+        }
+
+    def decode(self, image, mode, threshold, tolerance, min_area):
+        if mode == MASK_MODES[0]:
+            masks = decode_mask(image, threshold)
+            return (masks, int(masks.shape[0]))
+        found = [decode_instances(picture, tolerance, min_area) for picture in image]
+        masks = torch.cat(found).float()
+        if masks.shape[0] == 0:
+            return (torch.zeros(1, *image.shape[1:3]), 0)
+        return (masks, int(masks.shape[0]))
+
+
+class RGBToPose:
+    DESCRIPTION = (
+        "Best-effort OpenPose keypoints from a DICEPTION pose answer (a rendered skeleton in OpenPose colours): "
+        "the OpenPose JSON of every image of the batch. Joints hidden under other strokes are missed."
+    )
+    CATEGORY = "DICEPTION/decoders"
+    FUNCTION = "decode"
+    RETURN_TYPES = ("STRING",)
+    RETURN_NAMES = ("openpose_json",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"image": ("IMAGE",)}}
+
+    def decode(self, image):
+        return (json.dumps([decode_keypoints(picture) for picture in image]),)
+
+
+class SaveDepth:
+    DESCRIPTION = (
+        "Writes depth maps as 16-bit PNG (values in [0, 1] × 65535, metric depth in millimetres) and/or float32 "
+        ".npy into the output folder, numbered like SaveImage; existing files are never overwritten."
+    )
+    CATEGORY = "DICEPTION/decoders"
+    FUNCTION = "save"
+    OUTPUT_NODE = True
+    RETURN_TYPES = ()
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "depth": ("MASK", {"tooltip": "the depth output of RGB-to-Depth Decoder"}),
+                "filename_prefix": ("STRING", {"default": "depth/diception"}),
+                "format": (list(FORMATS), {"default": "png16+npy"}),
+            }
+        }
+
+    def save(self, depth, filename_prefix, format):
+        output_dir = os.path.realpath(folder_paths.get_output_directory())
+        target = os.path.realpath(os.path.join(output_dir, os.path.dirname(filename_prefix)))
+        if os.path.commonpath([output_dir, target]) != output_dir:
+            raise ValueError(f"filename_prefix: {filename_prefix!r} points outside the output folder")
+        prefix = os.path.basename(filename_prefix) or "depth"
+        images = []
+        for item in depth.reshape(-1, *depth.shape[-2:]):
+            for path in save_depth(item.float().cpu().numpy(), target, prefix, format):
+                if path.suffix == ".png":
+                    subfolder = os.path.relpath(path.parent, output_dir)
+                    images.append({"filename": path.name, "subfolder": "" if subfolder == "." else subfolder, "type": "output"})
+        return {"ui": {"images": images}}
+
+
+NODE_CLASS_MAPPINGS = {
+    "DiceptionRGBToDepth": RGBToDepth,
+    "DiceptionRGBToNormal": RGBToNormal,
+    "DiceptionRGBToMasks": RGBToMasks,
+    "DiceptionRGBToPose": RGBToPose,
+    "DiceptionSaveDepth": SaveDepth,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "DiceptionRGBToDepth": "RGB-to-Depth Decoder",
+    "DiceptionRGBToNormal": "RGB-to-Normal Decoder",
+    "DiceptionRGBToMasks": "RGB-to-Masks Decoder",
+    "DiceptionRGBToPose": "RGB-to-Pose Keypoints",
+    "DiceptionSaveDepth": "Save Depth",
+}
