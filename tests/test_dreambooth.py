@@ -1,0 +1,88 @@
+"""PerSAM-assisted DreamBooth: mask post-processing, the dataset export, and the nodes through the server."""
+
+import numpy as np
+import pytest
+import torch
+from comfy_server import ComfyError, error_message
+from PIL import Image
+from test_persam_nodes import persam_graph, reference_png
+
+from models.dreambooth import export_dataset, feather, grow, latent_loss_mask, training_mask
+
+
+def square(size=32, lo=12, hi=20):
+    m = torch.zeros(size, size)
+    m[lo:hi, lo:hi] = 1
+    return m
+
+
+def test_grow_feather_fill_and_latent_downsampling():
+    m = square()
+    grown = grow(m, 2)[0]
+    assert grown[10:22, 12:20].all() and grown.sum() > m.sum() and grown[9, 15] == 0  # 2 px, Euclidean
+    soft = feather(m, 3)[0]
+    assert soft[12:20, 12:20].eq(1).all() and 0 < soft[11, 15] < 1 and soft[5, 15] == 0
+    assert torch.allclose(soft[11, 15], torch.tensor(0.75)) and torch.allclose(soft[9, 15], torch.tensor(0.25))
+    ring = square(lo=8, hi=24)
+    ring[12:20, 12:20] = 0
+    assert training_mask(ring, 0, 0, holes=True)[0].sum() == 16 * 16
+    loss = latent_loss_mask(m[None], 8)[0]
+    assert loss.shape == (4, 4) and torch.allclose(loss, torch.tensor([[0, 0, 0, 0], [0, .25, .25, 0], [0, .25, .25, 0], [0, 0, 0, 0.]]))
+    assert torch.equal(training_mask(torch.zeros(1, 16, 16), 4, 2)[0], torch.zeros(16, 16))  # nothing found stays empty
+
+
+def test_the_export_writes_the_documented_files_and_never_overwrites(tmp_path):
+    images = np.random.default_rng(0).random((2, 24, 32, 3)).astype(np.float32)
+    masks = np.zeros((2, 24, 32), np.float32)
+    masks[:, 4:12, 8:20] = 1
+    folder = export_dataset(tmp_path, "db/dog", images, masks, "a photo of sks dog")
+    names = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    assert names == ["0001-masklabel.png", "0001.png", "0001.txt", "0002-masklabel.png", "0002.png", "0002.txt",
+                     "README.txt", "dataset.toml", "masks/0001.png", "masks/0002.png"]
+    rgba = np.asarray(Image.open(folder / "0001.png"))
+    assert rgba.shape == (24, 32, 4) and np.array_equal(rgba[..., 3], (masks[0] * 255).astype(np.uint8))
+    assert np.array_equal(rgba[..., :3], (images[0] * 255).round().astype(np.uint8))
+    assert np.array_equal(np.asarray(Image.open(folder / "masks/0001.png")), rgba[..., 3])
+    assert (folder / "0002.txt").read_text() == "a photo of sks dog\n"
+    assert "alpha_mask = true" in (folder / "dataset.toml").read_text()
+    before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    again = export_dataset(tmp_path, "db/dog", images, masks, "other")
+    assert again.name == "dog_001" and all(p.read_bytes() == b for p, b in before.items())
+    bare = export_dataset(tmp_path, "db/bare", images, masks, "x", masklabels=False)
+    assert not list(bare.glob("*-masklabel.png"))
+    with pytest.raises(ValueError, match="outside the output folder"):
+        export_dataset(tmp_path, "../escape", images, masks, "x")
+    with pytest.raises(ValueError, match="non-empty"):
+        export_dataset(tmp_path, "db/empty", images[:0], masks[:0], "x")
+
+
+def dreambooth_graph(ref_name, folder="dreambooth/sks"):
+    graph = persam_graph(ref_name, batch=4)
+    for key in ("segment", "mask_image", "save_masks", "save_preview"):
+        graph.pop(key)
+    graph["db_mask"] = {"class_type": "PersamDreamBoothMask", "inputs": {
+        "reference": ["reference", 0], "images": ["batch", 0], "grow_pixels": 4, "feather_pixels": 2,
+        "fill_holes": True, "vae_factor": 8}}
+    graph["db_save"] = {"class_type": "PersamSaveDreamBoothDataset", "inputs": {
+        "images": ["batch", 0], "masks": ["db_mask", 0], "folder": folder, "caption": "a photo of sks toy",
+        "onetrainer_masklabels": True}}
+    graph["loss_preview"] = {"class_type": "MaskToImage", "inputs": {"mask": ["db_mask", 1]}}
+    graph["save_loss"] = {"class_type": "SaveImage", "inputs": {"images": ["loss_preview", 0], "filename_prefix": "db_loss"}}
+    return graph
+
+
+def test_dreambooth_nodes_write_a_dataset_for_four_photos(comfy):
+    entry = comfy.run(dreambooth_graph(reference_png(comfy)))
+    folder = comfy.dirs["output"] / entry["outputs"]["db_save"]["text"][0]
+    assert sorted(p.name for p in folder.glob("*.png")) == sorted(
+        [f"000{i}.png" for i in range(1, 5)] + [f"000{i}-masklabel.png" for i in range(1, 5)])
+    assert len(list((folder / "masks").glob("*.png"))) == 4 and len(list(folder.glob("*.txt"))) == 5  # + README.txt
+    assert (folder / "dataset.toml").is_file()
+    loss = Image.open(comfy.dirs["output"] / entry["outputs"]["save_loss"]["images"][0]["filename"])
+    assert loss.size == (320 // 8, 240 // 8)
+
+
+def test_an_output_folder_outside_the_output_directory_is_refused(comfy):
+    with pytest.raises(ComfyError) as e:
+        comfy.run(dreambooth_graph(reference_png(comfy), folder="../../etc/db"))
+    assert "outside the output folder" in error_message(e.value.body)
