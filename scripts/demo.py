@@ -43,7 +43,7 @@ def main() -> int:
         try:
             for image in (ROOT / "workflows" / "images").glob("*.png"):
                 shutil.copy(image, engine.dirs["input"])
-            for name in ("diception_depth", "persam_segment"):
+            for name in ("diception_depth", "persam_segment"):  # of workflows/api (see README for all)
                 workflow = tiny(json.loads((ROOT / "workflows" / "api" / f"{name}.json").read_text()))
                 entry = engine.client.run(workflow)
                 for path in save_outputs(engine.client, entry, args.out):

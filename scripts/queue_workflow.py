@@ -1,9 +1,11 @@
 """Queue an API-format workflow on a running ComfyUI, wait for it, and download its outputs.
 
-    python scripts/queue_workflow.py workflows/api/depth.json --port 8188 --image photo.png --out results/
+    python scripts/queue_workflow.py workflows/api/diception_depth.json --port 8188 --image photo.png --out results/
+    python scripts/queue_workflow.py WORKFLOW.json --set DiceptionLoad.dtype=fp16 --set LoadImage.image=photo.png
 
-``--image`` files are uploaded to the server's input folder first (LoadImage nodes name them). The exit
-status is non-zero, with the server's error text, when the prompt is refused or fails.
+``--image`` files are uploaded to the server's input folder first (LoadImage nodes name them); ``--set
+CLASS.INPUT=VALUE`` changes that input of every node of that class (VALUE is read as JSON, else as text).
+The exit status is non-zero, with the server's error text, when the prompt is refused or fails.
 """
 
 import argparse
@@ -113,6 +115,22 @@ def save_outputs(client, entry, out_dir) -> list:
     return written
 
 
+def apply_overrides(workflow: dict, overrides) -> dict:
+    for item in overrides:
+        target, _, raw = item.partition("=")
+        class_type, _, name = target.partition(".")
+        if not name or not _:
+            raise ValueError(f"--set {item!r}: expected CLASS.INPUT=VALUE")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        for node in workflow.values():
+            if node.get("class_type") == class_type:
+                node["inputs"][name] = value
+    return workflow
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("workflow", help="API-format workflow JSON")
@@ -120,14 +138,16 @@ def main(argv=None) -> int:
     parser.add_argument("--port", type=int, default=8188)
     parser.add_argument("--image", action="append", default=[], help="image to upload to the input folder")
     parser.add_argument("--out", default="comfy_outputs", help="folder for the downloaded outputs")
+    parser.add_argument("--set", action="append", default=[], metavar="CLASS.INPUT=VALUE", help="override an input")
     parser.add_argument("--timeout", type=float, default=3600)
     args = parser.parse_args(argv)
     client = ComfyClient(f"http://{args.host}:{args.port}")
     try:
         for path in args.image:
             client.upload_image(path)
-        entry = client.run(json.loads(Path(args.workflow).read_text()), timeout=args.timeout)
-    except (ComfyError, TimeoutError, urllib.error.URLError) as e:
+        workflow = apply_overrides(json.loads(Path(args.workflow).read_text()), args.set)
+        entry = client.run(workflow, timeout=args.timeout)
+    except (ComfyError, TimeoutError, urllib.error.URLError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     for path in save_outputs(client, entry, args.out):

@@ -1,0 +1,193 @@
+"""Write the example workflows: API format (``workflows/api/NAME.json``) and the graph editor's UI format
+(``workflows/NAME.json``), from one definition each. Widget order comes from a live ``/object_info``
+(a test-engine ComfyUI is started for it).
+
+    python scripts/make_workflows.py
+"""
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from scripts.test_engine import TestEngine  # noqa: E402
+
+DICE = {"class_type": "DiceptionLoad", "inputs": {"base_model": "stable-diffusion-3-medium-diffusers", "checkpoint": "DICEPTION_v1.pth", "dtype": "auto"}}
+SAM = {"class_type": "PersamSamLoader", "inputs": {"checkpoint": "sam_vit_h_4b8939.pth"}}
+
+
+def load(name):
+    return {"class_type": "LoadImage", "inputs": {"image": name}}
+
+
+def perceive(image, task, steps=1, guidance=1.0, points="[]", category="none"):
+    return {"class_type": "DiceptionPerceiveTask", "inputs": {
+        "model": ["2", 0], "image": image, "task": task, "category": category, "points": points, "steps": steps,
+        "guidance": guidance, "seed": 0, "resolution": 768}}
+
+
+def save(images, prefix):
+    return {"class_type": "SaveImage", "inputs": {"images": images, "filename_prefix": prefix}}
+
+
+def masks(image, mode, threshold=0.5):
+    return {"class_type": "DiceptionRGBToMasks", "inputs": {"image": image, "mode": mode, "threshold": threshold, "tolerance": 12.0, "min_area": 64}}
+
+
+def persam_reference(fine_tune=False):
+    return {"class_type": "PersamReference", "inputs": {"sam": ["3", 0], "image": ["1", 0], "mask": ["1", 1], "fine_tune": fine_tune, "box": "", "iterations": 1000}}
+
+
+WORKFLOWS = {
+    "diception_depth": {
+        "1": load("example_scene.png"), "2": DICE, "3": perceive(["1", 0], "depth"),
+        "4": {"class_type": "DiceptionRGBToDepth", "inputs": {"image": ["3", 0], "output": "disparity (near = bright)", "normalization": "minmax", "invert": False, "colormap": "Spectral"}},
+        "5": save(["4", 0], "diception_depth"), "6": save(["4", 2], "diception_depth_preview"),
+        "7": {"class_type": "DiceptionSaveDepth", "inputs": {"depth": ["4", 1], "filename_prefix": "depth/diception", "format": "png16+npy"}},
+    },
+    "diception_normals": {
+        "1": load("example_scene.png"), "2": DICE, "3": perceive(["1", 0], "normal"),
+        "4": {"class_type": "DiceptionRGBToNormal", "inputs": {"image": ["3", 0], "convention": "OpenGL (as decoded)"}},
+        "5": save(["4", 0], "diception_normals"),
+    },
+    "diception_point_segmentation": {
+        "1": load("example_scene.png"), "2": DICE,
+        "3": perceive(["1", 0], "point segmentation", steps=28, guidance=2.0, points='[{"x": 30, "y": 40}]'),
+        "4": masks(["3", 0], "threshold (point / semantic)"),
+        "5": {"class_type": "MaskToImage", "inputs": {"mask": ["4", 0]}}, "6": save(["5", 0], "diception_point_mask"),
+    },
+    "diception_entity_semantic_masks": {
+        "1": load("example_scene.png"), "2": DICE, "3": perceive(["1", 0], "entity segmentation", steps=28, guidance=2.0),
+        "4": masks(["3", 0], "instances (entity / semantic colours)"),
+        "5": {"class_type": "MaskToImage", "inputs": {"mask": ["4", 0]}}, "6": save(["5", 0], "diception_entity_masks"),
+        "7": perceive(["1", 0], "semantic segmentation", steps=28, guidance=2.0, category="dog"),
+        "8": masks(["7", 0], "threshold (point / semantic)"),
+        "9": {"class_type": "MaskToImage", "inputs": {"mask": ["8", 0]}}, "10": save(["9", 0], "diception_semantic_dog"),
+    },
+    "persam_segment": {
+        "1": load("example_reference.png"), "2": load("example_photo.png"), "3": SAM, "4": persam_reference(),
+        "5": {"class_type": "ImageBatch", "inputs": {"image1": ["2", 0], "image2": ["1", 0]}},
+        "6": {"class_type": "PersamSegment", "inputs": {"reference": ["4", 0], "images": ["5", 0], "max_instances": 1, "overlap_stop": 0.5}},
+        "7": {"class_type": "MaskToImage", "inputs": {"mask": ["6", 0]}}, "8": save(["7", 0], "persam_mask"),
+        "9": save(["6", 2], "persam_preview"),
+    },
+    "persam_to_diception": {
+        "1": load("example_reference.png"), "2": DICE, "3": SAM, "4": persam_reference(),
+        "5": load("example_photo.png"),
+        "6": {"class_type": "PersamSegment", "inputs": {"reference": ["4", 0], "images": ["5", 0], "max_instances": 1, "overlap_stop": 0.5}},
+        "7": perceive(["5", 0], "point segmentation", steps=28, guidance=2.0, points=["6", 1]),
+        "8": masks(["7", 0], "threshold (point / semantic)"),
+        "9": {"class_type": "MaskToImage", "inputs": {"mask": ["8", 0]}}, "10": save(["9", 0], "persam_diception_mask"),
+    },
+    "persam_dreambooth_dataset": {
+        "1": load("example_reference.png"), "2": load("example_photo.png"), "3": SAM, "4": persam_reference(fine_tune=True),
+        "5": {"class_type": "ImageBatch", "inputs": {"image1": ["2", 0], "image2": ["1", 0]}},
+        "6": {"class_type": "PersamDreamBoothMask", "inputs": {"reference": ["4", 0], "images": ["5", 0], "grow_pixels": 4, "feather_pixels": 2, "fill_holes": True, "vae_factor": 8}},
+        "7": {"class_type": "PersamSaveDreamBoothDataset", "inputs": {"images": ["5", 0], "masks": ["6", 0], "folder": "dreambooth/subject", "caption": "a photo of sks toy", "onetrainer_masklabels": True}},
+        "8": save(["6", 2], "dreambooth_preview"),
+    },
+}
+
+WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN")
+
+
+def input_specs(info: dict):
+    """[(name, type, options)] in the node's declared order (required, then optional)."""
+    specs = []
+    for group in ("required", "optional"):
+        for name, spec in info["input"].get(group, {}).items():
+            specs.append((name, spec[0], spec[1] if len(spec) > 1 else {}))
+    return specs
+
+
+def is_widget(kind) -> bool:
+    return isinstance(kind, list) or kind in WIDGET_TYPES
+
+
+def has_seed_control(name, kind, options) -> bool:
+    return kind == "INT" and (name in ("seed", "noise_seed") or options.get("control_after_generate"))
+
+
+def complete(api: dict, object_info: dict) -> dict:
+    """Every widget input written out (defaults for those not given), as the graph editor's export has them."""
+    for spec in api.values():
+        for name, kind, options in input_specs(object_info[spec["class_type"]]):
+            if is_widget(kind) and name not in spec["inputs"] and "default" in options:
+                spec["inputs"][name] = options["default"]
+    return api
+
+
+def to_ui(api: dict, object_info: dict) -> dict:
+    """API format → the graph editor's format (nodes, links, widgets_values in widget order)."""
+    ids = {key: int(key) for key in api}
+    depth = {}
+
+    def level(key):
+        if key not in depth:
+            parents = [v[0] for v in api[key]["inputs"].values() if isinstance(v, list)]
+            depth[key] = 1 + max((level(p) for p in parents), default=-1)
+        return depth[key]
+
+    nodes, links, rows = {}, [], {}
+    for key in sorted(api, key=lambda k: (level(k), ids[k])):
+        spec = api[key]
+        info = object_info[spec["class_type"]]
+        row = rows.setdefault(level(key), 0)
+        rows[level(key)] = row + 1
+        node = {"id": ids[key], "type": spec["class_type"], "pos": [60 + 380 * level(key), 60 + 330 * row],
+                "size": [320, 260], "flags": {}, "order": 0, "mode": 0, "inputs": [], "outputs": [],
+                "properties": {"Node name for S&R": spec["class_type"]}, "widgets_values": []}
+        for name, kind, options in input_specs(info):
+            value = spec["inputs"].get(name)
+            if is_widget(kind):
+                if isinstance(value, list):  # a widget driven by a link: shown as an input
+                    node["inputs"].append({"name": name, "type": kind if isinstance(kind, str) else "COMBO", "link": None, "widget": {"name": name}})
+                    value = options.get("default", "")
+                node["widgets_values"].append(value if value is not None else options.get("default"))
+                if has_seed_control(name, kind, options):
+                    node["widgets_values"].append("fixed")
+                if options.get("image_upload"):
+                    node["widgets_values"].append("image")
+            elif value is not None or name in info["input"].get("required", {}):
+                node["inputs"].append({"name": name, "type": kind, "link": None})
+        node["outputs"] = [{"name": n, "type": t, "links": [], "slot_index": i}
+                           for i, (n, t) in enumerate(zip(info["output_name"], info["output"]))]
+        nodes[key] = node
+    for key, spec in api.items():
+        for name, value in spec["inputs"].items():
+            if not isinstance(value, list):
+                continue
+            source, slot = value
+            link_id = len(links) + 1
+            target = nodes[key]
+            index = next(i for i, inp in enumerate(target["inputs"]) if inp["name"] == name)
+            kind = nodes[source]["outputs"][slot]["type"]
+            target["inputs"][index]["link"] = link_id
+            nodes[source]["outputs"][slot]["links"].append(link_id)
+            links.append([link_id, ids[source], slot, ids[key], index, kind])
+    for order, key in enumerate(sorted(api, key=lambda k: (level(k), ids[k]))):
+        nodes[key]["order"] = order
+    return {"last_node_id": max(ids.values()), "last_link_id": len(links), "nodes": list(nodes.values()),
+            "links": links, "groups": [], "config": {}, "extra": {}, "version": 0.4}
+
+
+def main():
+    with tempfile.TemporaryDirectory() as work:
+        engine = TestEngine(work)
+        try:
+            object_info = engine.client.object_info()
+        finally:
+            engine.stop()
+    (ROOT / "workflows" / "api").mkdir(parents=True, exist_ok=True)
+    for name, api in WORKFLOWS.items():
+        api = complete(api, object_info)
+        (ROOT / "workflows" / "api" / f"{name}.json").write_text(json.dumps(api, indent=1) + "\n")
+        (ROOT / "workflows" / f"{name}.json").write_text(json.dumps(to_ui(api, object_info), indent=1) + "\n")
+        print(name)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""The shipped workflows: API twins run headless through scripts/queue_workflow.py on the tiny models;
+UI-format graphs use only known nodes, valid links and in-range widget values, and match their twins."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NAMES = sorted(p.stem for p in (ROOT / "workflows" / "api").glob("*.json"))
+TINY = [
+    "DiceptionLoad.base_model=tiny_sd3", "DiceptionLoad.checkpoint=diception_tiny.safetensors", "DiceptionLoad.dtype=fp32",
+    "DiceptionPerceiveTask.resolution=64", "DiceptionPerceiveTask.steps=2", "PersamSamLoader.checkpoint=tiny_sam.pth",
+    "PersamReference.iterations=20",
+]
+
+
+def test_there_is_a_workflow_for_every_use():
+    assert set(NAMES) == {
+        "diception_depth", "diception_normals", "diception_point_segmentation", "diception_entity_semantic_masks",
+        "persam_segment", "persam_to_diception", "persam_dreambooth_dataset",
+    }
+    assert all((ROOT / "workflows" / f"{n}.json").is_file() for n in NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_api_workflow_runs_headless(comfy, name, tmp_path):
+    images = [str(p) for p in (ROOT / "workflows" / "images").glob("*.png")]
+    port = comfy.url.rsplit(":", 1)[1]
+    cmd = [sys.executable, str(ROOT / "scripts" / "queue_workflow.py"), str(ROOT / "workflows" / "api" / f"{name}.json"),
+           "--port", port, "--out", str(tmp_path / "out")] + [a for i in images for a in ("--image", i)]
+    cmd += [a for s in TINY for a in ("--set", s)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert list((tmp_path / "out").glob("*.png")) or name == "persam_dreambooth_dataset"
+
+
+def test_the_queue_client_fails_with_the_servers_message(comfy, tmp_path):
+    port = comfy.url.rsplit(":", 1)[1]
+    cmd = [sys.executable, str(ROOT / "scripts" / "queue_workflow.py"), str(ROOT / "workflows" / "api" / "diception_depth.json"),
+           "--port", port, "--set", "DiceptionLoad.checkpoint=missing.pth"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "missing.pth" in done.stderr
+
+
+def widget_inputs(info):
+    for group in ("required", "optional"):
+        for name, spec in info["input"].get(group, {}).items():
+            kind, options = spec[0], spec[1] if len(spec) > 1 else {}
+            if isinstance(kind, list) or kind in ("INT", "FLOAT", "STRING", "BOOLEAN"):
+                yield name, kind, options
+
+
+def check_value(node_type, name, kind, options, value):
+    where = f"{node_type}.{name}"
+    if isinstance(kind, list):
+        assert value in kind or node_type in ("LoadImage", "DiceptionLoad", "PersamSamLoader"), f"{where}: {value!r} not in choices"
+    elif kind in ("INT", "FLOAT"):
+        assert isinstance(value, (int, float)), f"{where}: {value!r} is not a number"
+        assert options.get("min", -float("inf")) <= value <= options.get("max", float("inf")), f"{where}: {value} out of range"
+    elif kind == "BOOLEAN":
+        assert isinstance(value, bool), where
+    else:
+        assert isinstance(value, str), where
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_ui_workflow_is_valid_and_matches_its_api_twin(comfy, name):
+    info = comfy.object_info()
+    ui = json.loads((ROOT / "workflows" / f"{name}.json").read_text())
+    api = json.loads((ROOT / "workflows" / "api" / f"{name}.json").read_text())
+    nodes = {n["id"]: n for n in ui["nodes"]}
+    assert {str(i) for i in nodes} == set(api)
+    for link_id, source, slot, target, index, kind in ui["links"]:
+        assert link_id in nodes[source]["outputs"][slot]["links"]
+        assert nodes[target]["inputs"][index]["link"] == link_id
+        assert nodes[source]["outputs"][slot]["type"] == kind
+        assert api[str(target)]["inputs"][nodes[target]["inputs"][index]["name"]] == [str(source), slot]
+    for node in ui["nodes"]:
+        assert node["type"] in info, f"unknown node type {node['type']}"
+        values = iter(node["widgets_values"])
+        for widget, kind, options in widget_inputs(info[node["type"]]):
+            value = next(values)
+            if kind == "INT" and widget in ("seed", "noise_seed"):
+                assert next(values) in ("fixed", "increment", "decrement", "randomize")
+            if options.get("image_upload"):
+                next(values)
+            expected = api[str(node["id"])]["inputs"].get(widget)
+            if isinstance(expected, list):
+                continue  # driven by a link
+            check_value(node["type"], widget, kind, options, value)
+            assert value == expected, f"{name}: {node['type']}.{widget} is {value!r} in the UI graph, {expected!r} in the API twin"
