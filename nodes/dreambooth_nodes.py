@@ -1,17 +1,11 @@
 """ComfyUI nodes for PerSAM-assisted DreamBooth: training masks, and a dataset folder the trainers read."""
 
-import logging
 import os
-
-import torch
 
 import folder_paths
 
 from ..models.dreambooth import export_dataset, latent_loss_mask, training_mask
-from ..models.persam import segment
-from . import comfy_adapter
-
-log = logging.getLogger(__name__)
+from .persam_nodes import segment_batch
 
 
 class DreamBoothMask:
@@ -40,18 +34,8 @@ class DreamBoothMask:
         }
 
     def masks(self, reference, images, grow_pixels, feather_pixels, fill_holes, vae_factor):
-        if images.ndim != 4 or images.shape[0] == 0:
-            raise ValueError(f"images: the batch of training photos is empty (shape {tuple(images.shape)})")
-        sam = reference.model.ready()
-        progress = comfy_adapter.Progress(images.shape[0])
-        found = []
-        for i, image in enumerate(images):
-            result = segment(sam, reference.reference, image)
-            if not result.found:
-                log.warning("PerSAM found no subject in training photo %d; its mask is all zero (the photo adds no loss)", i)
-            found.append(result.mask.float().cpu())
-            progress(i + 1, images.shape[0])
-        masks = training_mask(torch.stack(found), grow_pixels, feather_pixels, fill_holes)
+        found, _ = segment_batch(reference, images)
+        masks = training_mask(found, grow_pixels, feather_pixels, fill_holes)
         preview = images * (0.25 + 0.75 * masks[..., None])
         return (masks, latent_loss_mask(masks, vae_factor), preview)
 

@@ -125,23 +125,29 @@ class PersamSegment:
         }
 
     def segment(self, reference, images, max_instances=1, overlap_stop=0.5):
-        if images.ndim != 4 or 0 in images.shape:
-            raise ValueError(f"images: expected a non-empty IMAGE batch, got shape {tuple(images.shape)}")
-        sam = reference.model.ready()
-        progress = comfy_adapter.Progress(images.shape[0])
-        masks, points = [], []
-        for i, image in enumerate(images):
-            instances = segment_instances(sam, reference.reference, image, max_instances, overlap_stop)
-            if not instances[0].found:
-                log.warning("PerSAM found nothing in image %d of the batch; its mask is empty", i)
-            masks.append(torch.stack([r.mask for r in instances]).any(0).float().cpu())
-            points.append([
-                {"x": int(x), "y": int(y)}
-                for r in instances for (x, y), label in zip(r.points.tolist(), r.labels.tolist()) if label == 1
-            ][:5])
-            progress(i + 1, images.shape[0])
-        masks = torch.stack(masks)
+        masks, points = segment_batch(reference, images, max_instances, overlap_stop)
         return (masks, json.dumps(points[0]), overlay(images, masks))
+
+
+def segment_batch(reference: PersamReference, images, max_instances=1, overlap_stop=0.5):
+    """Masks (B, H, W) of the subject (union of instances) and each image's positive points (≤ 5, KJNodes
+    format); progress per image, interrupt between images; a warning for an image where nothing is found."""
+    if images.ndim != 4 or 0 in images.shape:
+        raise ValueError(f"images: expected a non-empty IMAGE batch, got shape {tuple(images.shape)}")
+    sam = reference.model.ready()
+    progress = comfy_adapter.Progress(images.shape[0])
+    masks, points = [], []
+    for i, image in enumerate(images):
+        instances = segment_instances(sam, reference.reference, image, max_instances, overlap_stop)
+        if not instances[0].found:
+            log.warning("PerSAM found nothing in image %d of the batch; its mask is all zero", i)
+        masks.append(torch.stack([r.mask for r in instances]).any(0).float().cpu())
+        points.append([
+            {"x": int(x), "y": int(y)}
+            for r in instances for (x, y), label in zip(r.points.tolist(), r.labels.tolist()) if label == 1
+        ][:5])
+        progress(i + 1, images.shape[0])
+    return torch.stack(masks), points
 
 
 def overlay(images: torch.Tensor, masks: torch.Tensor, colour=(1.0, 0.2, 0.2), alpha=0.5) -> torch.Tensor:
