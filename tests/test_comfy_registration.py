@@ -35,7 +35,8 @@ def test_every_pack_node_is_in_object_info(comfy):
         assert name in info, f"{name} missing from /object_info"
         node = info[name]
         assert node["input"]["required"], f"{name} has no inputs"
-        assert node["output"] and len(node["output"]) == len(node["output_name"])
+        assert len(node["output"]) == len(node["output_name"])
+        assert node["output"] or node["output_node"], f"{name} has no outputs and is not an output node"
         assert node["category"].split("/")[0] in ("DICEPTION", "PerSAM")
         assert node["description"]
     assert "tiny_sd3" in info["DiceptionLoad"]["input"]["required"]["base_model"][0]
