@@ -95,6 +95,24 @@ def test_the_closed_form_loss_and_gradient_match_autograd():
         assert abs(ours - loss.item()) < 1e-5
         assert abs(ga - ab.grad[0, 0].item()) < 1e-5 and abs(gb - ab.grad[1, 0].item()) < 1e-5
 
+        def total(x):
+            m = (logits.double().flatten(1) * mixing_weights(x.reshape(2, 1))).sum(0, keepdim=True)
+            return dice_loss(m, t) + sigmoid_focal_loss(m, t)
+
+        hessian = torch.autograd.functional.hessian(total, torch.tensor([a, b], dtype=torch.float64))
+        _, _, ours_h = MixedLoss(logits, target).taylor(a, b)
+        assert torch.allclose(torch.tensor(ours_h, dtype=torch.float64), hessian, atol=1e-4, rtol=1e-3), (ours_h, hessian)
+
+
+def test_the_trust_region_fit_matches_the_exact_fit():
+    from models.persam.scale_aware import scale_aware_weights
+
+    torch.manual_seed(1)
+    logits, target = torch.randn(3, 60, 80) * 6, torch.rand(60, 80) > 0.5
+    exact, exact_losses = scale_aware_weights(logits, target, iterations=300, trust=0.0)
+    fast, fast_losses = scale_aware_weights(logits, target, iterations=300)
+    assert (exact - fast).abs().max() < 1e-5 and (exact_losses - fast_losses).abs().max() < 1e-5
+
 
 def test_multiple_instances_look_outside_the_found_ones(sam, ref):
     from models.persam import segment_instances
