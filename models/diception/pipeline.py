@@ -1,5 +1,6 @@
 """The DICEPTION pipeline: image (+ task, points) → the task's answer as an RGB image."""
 
+import logging
 from typing import Callable, Optional
 
 import numpy as np
@@ -14,6 +15,7 @@ from .tasks import POINT_TASK, task_prompt
 from .transformer import diception_forward
 
 RESOLUTION_MULTIPLE = 16  # VAE factor 8 × patch size 2
+log = logging.getLogger(__name__)
 
 
 class DicePipeline:
@@ -44,6 +46,7 @@ class DicePipeline:
         found = {p: self.prompt_cache.get(p) for p in dict.fromkeys(prompts)}
         missing = [p for p, hit in found.items() if hit is None]
         if missing:
+            log.info("DICEPTION: building the text encoders for %d prompt(s) not in the prompt cache: %s", len(missing), missing)
             encoders = self.text_encoder_source.load()
             try:
                 self.prepare("text_encoders", encoders.modules())
