@@ -13,10 +13,6 @@ COMFY_MODULES = {"comfy", "folder_paths", "server", "nodes", "execution", "comfy
 
 
 def pack_nodes():
-    import importlib.util
-    import sys
-    import types
-
     # Read the mappings without importing ComfyUI: parse the node modules' NODE_CLASS_MAPPINGS dict literals.
     names = {}
     for path in (ROOT / "nodes").glob("*_nodes.py"):

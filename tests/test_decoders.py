@@ -1,7 +1,6 @@
 """Decoders on synthetic answers with known truth."""
 
 import io
-import math
 
 import numpy as np
 import pytest

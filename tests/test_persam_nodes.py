@@ -1,7 +1,6 @@
 """PerSAM nodes through the real ComfyUI server."""
 
 import io
-import json
 
 import numpy as np
 import pytest

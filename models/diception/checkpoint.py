@@ -7,7 +7,6 @@ positional_encoding_gaussian_matrix}``; the ``.safetensors`` form flattens it to
 import argparse
 from pathlib import Path
 
-import torch
 from safetensors.torch import save_file
 
 from ..weights import WeightsError, load_weights
