@@ -87,7 +87,7 @@ class PersamReferenceNode:
         if image.ndim != 4 or 0 in image.shape:
             raise ValueError(f"image: expected a non-empty IMAGE, got shape {tuple(image.shape)}")
         model = sam.ready()
-        picture = image[0]
+        picture, features = image[0], None
         if mask is None or not bool((mask[0] >= 0.5).any()):
             if not box.strip():
                 raise ValueError("mask: the reference mask is empty (or missing) and no box is given; paint the subject or give a box")
@@ -97,7 +97,7 @@ class PersamReferenceNode:
         progress = comfy_adapter.Progress(iterations)
         every = max(1, iterations // 50)
         reference = make_reference(
-            model, picture, mask[0], fine_tune=fine_tune, iterations=iterations,
+            model, picture, mask[0], fine_tune=fine_tune, iterations=iterations, features=features,
             callback=lambda done, total: progress(done, total) if done % every == 0 or done == total else None,
         )
         return (PersamReference(sam, reference),)

@@ -59,7 +59,7 @@ def test_same_seed_same_answer_and_batch_independent(pipe):
     assert whole.shape == (3, 48, 80, 3) and torch.equal(whole, again) and not torch.equal(whole, other)
 
 
-def test_point_order_changes_the_slots(pipe):
+def test_point_order_changes_the_slots():
     from models.diception.pipeline import point_slots
 
     yx, _ = point_slots([(30, 10)], 60, 40, "yx")

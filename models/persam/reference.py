@@ -19,11 +19,12 @@ class Reference:
     losses: Optional[torch.Tensor] = None
 
 
-def make_reference(sam, image, mask, fine_tune=False, iterations=1000, callback=None) -> Reference:
-    """PerSAM: mean of the masked reference features. PerSAM-F: (max + mean)/2 and the fitted weights."""
+def make_reference(sam, image, mask, fine_tune=False, iterations=1000, callback=None, features=None) -> Reference:
+    """PerSAM: mean of the masked reference features. PerSAM-F: (max + mean)/2 and the fitted weights.
+    ``features``: the image's ``encode_image`` result, when the caller already has it."""
     array = as_uint8_image(image)
     mask = as_uint8_mask(mask, array.shape[:2])
-    features = encode_image(sam, array)
+    features = features if features is not None else encode_image(sam, array)
     grid = mask_on_grid(sam, mask, features.features.shape[-2:])
     if not fine_tune:
         return Reference(target_embedding(features.features, grid, "mean"), "persam")

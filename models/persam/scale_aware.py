@@ -69,8 +69,8 @@ class MixedLoss:
         return p, q, F.softplus(z)
 
     def _reduce(self, weights):
-        """Σ w·(1, d1, d2) → loss-like sum and its (a, b) gradient."""
-        return float(weights.sum()), float(torch.dot(weights, self.d1)), float(torch.dot(weights, self.d2))
+        """Per-pixel derivatives in m → derivatives in (a, b): Σ w·(m₁ − m₀), Σ w·(m₂ − m₀)."""
+        return float(torch.dot(weights, self.d1)), float(torch.dot(weights, self.d2))
 
     def __call__(self, a: float, b: float):
         """→ (loss, dL/da, dL/db)."""
@@ -86,8 +86,8 @@ class MixedLoss:
         aq2 = self.alpha_t * q * q
         focal = float(torch.dot(aq2, softplus)) / self.n
         # first derivatives in m: dN = 2t·p', dD = p'; focal: −sign·α_t·q²·(q + 2·softplus·(1 − q)) / n
-        dn, dd = self._reduce(2 * self.t * dp)[1:], self._reduce(dp)[1:]
-        df = self._reduce(self.neg_sign * aq2 * (q + 2 * softplus * (1 - q)) / self.n)[1:]
+        dn, dd = self._reduce(2 * self.t * dp), self._reduce(dp)
+        df = self._reduce(self.neg_sign * aq2 * (q + 2 * softplus * (1 - q)) / self.n)
         grad = [-(dn[k] * denominator - numerator * dd[k]) / denominator**2 + df[k] for k in range(2)]
         loss = 1 - numerator / denominator + focal
         if not hessian:
