@@ -1,16 +1,22 @@
-"""Start and stop the test-engine ComfyUI (2024-03, from scripts/get_test_comfyui.py) on a free loopback port.
+"""Start and stop a ComfyUI for tests on a free loopback port: the 2024-03 test engine (scripts/get_test_comfyui.py),
+ComfyUI v0.8.0 (``.cache/comfyui-v0.8.0``, unpacked by scripts/setup.sh) or any ComfyUI folder named in
+``COMFYUI_DIRS`` (see ``comfyui_builds``).
 
-The pack is linked into its ``custom_nodes/``; input/output/temp folders and an extra model folder
-(``diception/``, ``sams/``) live under ``workdir``, so nothing is written into the ComfyUI copy but the link.
+Nothing is written into the ComfyUI folder: the pack is linked into ``workdir/custom_nodes`` (added through
+``--extra-model-paths-config``, which both builds read before loading custom nodes); input/output/temp folders,
+the model folders (``diception/``, ``sams/``, ``checkpoints/``) and, where the build has them, the user folder
+and database live under ``workdir``.
 """
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.error
+from dataclasses import dataclass
 from pathlib import Path
 
 from .get_test_comfyui import DEFAULT_DEST
@@ -19,6 +25,47 @@ from .queue_workflow import ComfyClient
 ROOT = Path(__file__).resolve().parent.parent
 PACK_NAME = "comfyui-diception-persam"
 TINY = ROOT / "tests" / "fixtures"
+CURRENT = ROOT / ".cache" / "comfyui-v0.8.0"  # unpacked by scripts/setup.sh when ../shared has the snapshot
+DIRS_VARIABLE = "COMFYUI_DIRS"
+
+
+@dataclass(frozen=True)
+class ComfyBuild:
+    """A ComfyUI folder and what the tests call it: ``comfyui-2024-03``, ``comfyui-v0.8.0``, ..."""
+
+    path: Path
+    label: str
+    version: tuple  # (major, minor, patch) from comfyui_version.py; (0, 0, 0) for builds older than versioning
+
+    def at_least(self, *version) -> bool:
+        return self.version >= tuple(version)
+
+
+def describe(path: Path) -> ComfyBuild:
+    path = Path(path).expanduser().resolve()
+    found = re.search(r'__version__\s*=\s*"([^"]+)"', (path / "comfyui_version.py").read_text()) if (path / "comfyui_version.py").is_file() else None
+    if found:
+        numbers = tuple(int(n) for n in re.findall(r"\d+", found.group(1))[:3])
+        return ComfyBuild(path, f"comfyui-v{found.group(1)}", numbers + (0,) * (3 - len(numbers)))
+    return ComfyBuild(path, "comfyui-2024-03" if path == DEFAULT_DEST.resolve() else f"comfyui-{path.name}", (0, 0, 0))
+
+
+def comfyui_builds() -> list:
+    """Every ComfyUI the server tests run on: the 2024-03 test engine always, v0.8.0 when unpacked, and each folder
+    of ``COMFYUI_DIRS`` (separated by ``os.pathsep``, e.g. ``COMFYUI_DIRS=~/ComfyUI``)."""
+    paths = [DEFAULT_DEST] + ([CURRENT] if (CURRENT / "main.py").is_file() else [])
+    paths += [Path(p).expanduser() for p in os.environ.get(DIRS_VARIABLE, "").split(os.pathsep) if p.strip()]
+    builds, labels = [], set()
+    for path in paths:
+        build = describe(path)
+        if build.path in (b.path for b in builds):
+            continue
+        label, n = build.label, 2
+        while label in labels:
+            label, n = f"{build.label}-{n}", n + 1
+        labels.add(label)
+        builds.append(ComfyBuild(build.path, label, build.version))
+    return builds
 
 
 def free_port() -> int:
@@ -45,24 +92,49 @@ def link_tiny_models(models: Path) -> None:
             os.symlink(target, link)
 
 
+def link_pack(custom_nodes: Path, comfyui: Path) -> None:
+    """Link this checkout into the test's own ``custom_nodes`` folder; refuse a second copy in the ComfyUI folder."""
+    custom_nodes.mkdir(parents=True, exist_ok=True)
+    if not (custom_nodes / PACK_NAME).exists():
+        os.symlink(ROOT, custom_nodes / PACK_NAME, target_is_directory=True)
+    stale = comfyui / "custom_nodes" / PACK_NAME
+    if stale.is_symlink() and stale.resolve() == ROOT:
+        stale.unlink()  # left by an older version of this harness
+    installed = comfyui / "custom_nodes"
+    copies = [entry for entry in installed.iterdir() if (entry / "nodes" / "diception_nodes.py").is_file()] if installed.is_dir() else []
+    if copies:
+        raise RuntimeError(
+            f"{copies[0]} is a copy of this pack; the tests load this checkout ({ROOT}) and two copies would register "
+            f"the same nodes. Move it out of {installed} while testing."
+        )
+
+
+def cli_flags(comfyui: Path) -> set:
+    """The command-line flags this ComfyUI build knows (older builds lack --user-directory, --database-url)."""
+    source = comfyui / "comfy" / "cli_args.py"
+    return set(re.findall(r'"(--[a-z0-9-]+)"', source.read_text())) if source.is_file() else set()
+
+
 class TestEngine:
+    __test__ = False  # not a test class (pytest collects names starting with "Test")
+
     def __init__(self, workdir, comfyui=DEFAULT_DEST, startup_timeout=120):
-        comfyui = Path(os.environ.get("COMFYUI_DIR", comfyui))
+        self.build = comfyui if isinstance(comfyui, ComfyBuild) else describe(comfyui)
+        comfyui = self.build.path
         if not (comfyui / "main.py").is_file():
-            raise FileNotFoundError(f"no test-engine ComfyUI at {comfyui}: run `python scripts/get_test_comfyui.py`")
-        link = comfyui / "custom_nodes" / PACK_NAME
-        if link.is_symlink() and link.resolve() != ROOT:
-            link.unlink()
-        if not link.exists():
-            os.symlink(ROOT, link, target_is_directory=True)
+            hint = ("run `python scripts/get_test_comfyui.py`" if comfyui == DEFAULT_DEST.resolve()
+                    else f"check {DIRS_VARIABLE} (folders separated by {os.pathsep!r}) or run `bash scripts/setup.sh`")
+            raise FileNotFoundError(f"no ComfyUI (main.py) at {comfyui}: {hint}")
         workdir = Path(workdir)
-        self.dirs = {name: workdir / name for name in ("input", "output", "temp", "models")}
+        self.dirs = {name: workdir / name for name in ("input", "output", "temp", "models", "user")}
         for path in self.dirs.values():
             path.mkdir(parents=True, exist_ok=True)
+        link_pack(workdir / "custom_nodes", comfyui)
         link_tiny_models(self.dirs["models"])
         extra = workdir / "extra_model_paths.yaml"
         extra.write_text(
             f"pack:\n  base_path: {self.dirs['models']}\n  diception: diception\n  sams: sams\n  checkpoints: checkpoints\n"
+            f"tests:\n  custom_nodes: {workdir / 'custom_nodes'}\n"
         )
         port = free_port()
         self.log_path = workdir / "server.log"
@@ -72,9 +144,15 @@ class TestEngine:
             "--input-directory", str(self.dirs["input"]), "--output-directory", str(self.dirs["output"]),
             "--temp-directory", str(self.dirs["temp"]), "--extra-model-paths-config", str(extra),
         ]
+        flags = cli_flags(comfyui)
+        if "--user-directory" in flags:
+            cmd += ["--user-directory", str(self.dirs["user"])]
+        if "--database-url" in flags:
+            cmd += ["--database-url", f"sqlite:///{workdir / 'comfyui.db'}"]
         self.proc = subprocess.Popen(cmd, cwd=comfyui, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
         self.client = ComfyClient(f"http://127.0.0.1:{port}", self.dirs)
         self.client.log_path = self.log_path
+        self.client.build = self.build
         deadline = time.time() + startup_timeout
         while True:
             try:

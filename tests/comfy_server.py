@@ -1,8 +1,12 @@
-"""A real ComfyUI server for node tests: the session fixture ``comfy`` (a ``ComfyClient``).
+"""Real ComfyUI servers for node tests: the session fixture ``comfy`` (a ``ComfyClient``), once per ComfyUI build.
 
-The 2024-03 test engine runs ``main.py --cpu`` on a free loopback port with this pack linked into its
-``custom_nodes/``, separate input/output/temp folders and the tiny test models (scripts/test_engine.py);
-it is stopped by PID at the end of the session.
+``comfyui_builds()`` (scripts/test_engine.py) lists the builds: the 2024-03 test engine always, ComfyUI v0.8.0
+when ``.cache/comfyui-v0.8.0`` exists (scripts/setup.sh unpacks it from ``../shared``), and every folder named in
+``COMFYUI_DIRS``. A server test runs on each of them, with the build in its id (``test_x[comfyui-v0.8.0]``; select
+builds with ``-k``). Each server runs ``main.py --cpu`` on a free loopback port with this pack linked in, separate
+input/output/temp folders and the tiny test models (scripts/test_engine.py); it is stopped by PID when the
+session moves on to the next build. ``comfy.build`` says which build a test runs on; tests that depend on the
+version skip with a reason naming it (``require_version``).
 """
 
 import shutil
@@ -11,19 +15,32 @@ from pathlib import Path
 import pytest
 
 from scripts.queue_workflow import ComfyClient, ComfyError, error_message  # noqa: F401 (re-exported for tests)
-from scripts.test_engine import TestEngine
+from scripts.test_engine import TestEngine, comfyui_builds
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+BUILDS = comfyui_builds()
+
+
+@pytest.fixture(scope="session", params=BUILDS, ids=[build.label for build in BUILDS])
+def comfy_build(request):
+    """One ComfyUI build (``ComfyBuild``: path, label, version) per parametrization."""
+    return request.param
 
 
 @pytest.fixture(scope="session")
-def comfy(tmp_path_factory):
+def comfy(comfy_build, tmp_path_factory):
     try:
-        engine = TestEngine(tmp_path_factory.mktemp("comfy"))
+        engine = TestEngine(tmp_path_factory.mktemp(comfy_build.label), comfy_build)
     except (FileNotFoundError, RuntimeError) as e:
-        pytest.fail(str(e))
+        pytest.fail(f"{comfy_build.label}: {e}")
     yield engine.client
     engine.stop()
+
+
+def require_version(comfy: ComfyClient, *version, why: str) -> None:
+    """Skip, with a reason naming both versions, on a build older than ``version`` (e.g. ``0, 8, 0``)."""
+    if not comfy.build.at_least(*version):
+        pytest.skip(f"{why}: needs ComfyUI v{'.'.join(map(str, version))}+, this is {comfy.build.label}")
 
 
 def save_fixture_image(comfy: ComfyClient, source: Path, name: str) -> str:

@@ -52,6 +52,9 @@ TO_SCREEN = """([px, py]) => {
 
 
 def test_point_picker_in_the_legacy_frontend(comfy, tmp_path):
+    if comfy.build.at_least(0, 1, 0):
+        pytest.skip(f"the legacy frontend bundled with the 2024-03 build; {comfy.build.label} serves the current "
+                    "frontend (comfyui-frontend-package), tested in its own browser tests")
     playwright = pytest.importorskip("playwright.sync_api")
     image = np.zeros((60, 90, 3), np.uint8)
     image[:, :45] = (200, 120, 40)

@@ -13,8 +13,8 @@ from scripts.test_engine import TestEngine
 BUILT = "building the text encoders"
 
 
-def run_once(workdir, prefix):
-    engine = TestEngine(workdir)
+def run_once(workdir, prefix, build):
+    engine = TestEngine(workdir, build)
     try:
         (engine.dirs["input"] / "square.png").write_bytes((FIXTURES / "diception/images/square_64x64.png").read_bytes())
         entry = engine.client.run(diception_graph("square.png", task="semantic segmentation", category="cat", prefix=prefix, steps=2, guidance=2.0))
@@ -24,9 +24,9 @@ def run_once(workdir, prefix):
     return image, engine.log_path.read_text()
 
 
-def test_the_prompt_cache_survives_a_restart(tmp_path):
-    first, log_first = run_once(tmp_path, "cold")
-    second, log_second = run_once(tmp_path, "warm")
+def test_the_prompt_cache_survives_a_restart(tmp_path, comfy_build):
+    first, log_first = run_once(tmp_path, "cold", comfy_build)
+    second, log_second = run_once(tmp_path, "warm", comfy_build)
     assert log_first.count(BUILT) == 1, log_first[-2000:]
     assert BUILT not in log_second
     assert list((tmp_path / "models" / "diception" / "prompt_cache").rglob("*.safetensors"))
