@@ -18,8 +18,9 @@ def register() -> None:
 
 
 def weight_files(name: str) -> list:
-    """Weight files under a model folder, without the prompt cache."""
-    return [f for f in folder_paths.get_filename_list(name) if not f.replace("\\", "/").startswith(PROMPT_CACHE + "/")]
+    """Weight files under a model folder, without the prompt cache and the parts of diffusers base folders."""
+    skip = tuple(folder + "/" for folder in [PROMPT_CACHE] + diffusers_folders(name))
+    return [f for f in folder_paths.get_filename_list(name) if not f.replace("\\", "/").startswith(skip)]
 
 
 def diffusers_folders(name: str) -> list:

@@ -84,3 +84,9 @@ def test_the_engine_never_imports_comfyui():
             else:
                 continue
             assert not roots & COMFY_MODULES, f"{path.relative_to(ROOT)} imports {roots & COMFY_MODULES}"
+
+
+def test_the_checkpoint_list_leaves_out_the_files_of_base_folders(comfy):
+    checkpoints = comfy.object_info()["DiceptionLoad"]["input"]["required"]["checkpoint"][0]
+    assert "diception_tiny.pth" in checkpoints and "diception_tiny.safetensors" in checkpoints
+    assert not [c for c in checkpoints if c.replace("\\", "/").startswith("tiny_sd3/")], checkpoints
