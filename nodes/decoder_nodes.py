@@ -165,13 +165,13 @@ class SaveDepth:
         if os.path.commonpath([output_dir, target]) != output_dir:
             raise ValueError(f"filename_prefix: {filename_prefix!r} points outside the output folder")
         prefix = os.path.basename(filename_prefix) or "depth"
-        images = []
+        images, arrays = [], []  # PNGs show in the graph editor; .npy files are listed for API clients (/view serves them)
         for item in depth.reshape(-1, *depth.shape[-2:]):
             for path in save_depth(item.float().cpu().numpy(), target, prefix, format):
-                if path.suffix == ".png":
-                    subfolder = os.path.relpath(path.parent, output_dir)
-                    images.append({"filename": path.name, "subfolder": "" if subfolder == "." else subfolder, "type": "output"})
-        return {"ui": {"images": images}}
+                subfolder = os.path.relpath(path.parent, output_dir)
+                entry = {"filename": path.name, "subfolder": "" if subfolder == "." else subfolder, "type": "output"}
+                (images if path.suffix == ".png" else arrays).append(entry)
+        return {"ui": {"images": images, "depth_arrays": arrays}}
 
 
 NODE_CLASS_MAPPINGS = {

@@ -4,7 +4,9 @@
     python scripts/queue_workflow.py WORKFLOW.json --set DiceptionLoad.dtype=fp16 --set LoadImage.image=photo.png
 
 ``--image`` files are uploaded to the server's input folder first (LoadImage nodes name them); ``--set
-CLASS.INPUT=VALUE`` changes that input of every node of that class (VALUE is read as JSON, else as text).
+CLASS.INPUT=VALUE`` changes that input of every node of that class: VALUE is read as JSON, else as text, and a
+STRING input (``--set 'DiceptionPerceiveTask.points=[{"x":5,"y":5}]'``) gets the text as given (types from the
+server's /object_info). Every output file the prompt lists (images, Save Depth's .npy, ...) is downloaded.
 The exit status is non-zero, with the server's error text, when the prompt is refused or fails.
 """
 
@@ -98,36 +100,90 @@ def error_message(entry: dict) -> str:
     return ""
 
 
+def output_files(entry: dict) -> list:
+    """Every file a finished prompt lists in its outputs, whatever the key (``images``, ``gifs``, ``audio``,
+    Save Depth's ``depth_arrays`` ...): the entries that name a ``filename``."""
+    return [item for output in entry["outputs"].values() for items in output.values() if isinstance(items, list)
+            for item in items if isinstance(item, dict) and "filename" in item]
+
+
 def save_outputs(client, entry, out_dir) -> list:
-    """Download every image a finished prompt produced into ``out_dir`` (never overwriting a file)."""
+    """Download every output file of a finished prompt into ``out_dir`` (never overwriting a file)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for node_id, output in entry["outputs"].items():
-        for image in output.get("images", []):
-            target = out_dir / image["filename"]
-            n = 1
-            while target.exists():
-                target = out_dir / f"{Path(image['filename']).stem}_{n}{Path(image['filename']).suffix}"
-                n += 1
-            target.write_bytes(client.view(image))
-            written.append(target)
+    for item in output_files(entry):
+        name = Path(item["filename"]).name
+        target = out_dir / name
+        n = 1
+        while target.exists():
+            target = out_dir / f"{Path(name).stem}_{n}{Path(name).suffix}"
+            n += 1
+        target.write_bytes(client.view({"subfolder": "", "type": "output", **item}))
+        written.append(target)
     return written
 
 
-def apply_overrides(workflow: dict, overrides) -> dict:
+def input_type(object_info: dict, class_type: str, name: str):
+    """The declared type of an input (``"STRING"``, ``"INT"``, a list of choices, ``"IMAGE"``...), or None."""
+    inputs = object_info.get(class_type, {}).get("input", {})
+    for group in ("required", "optional"):
+        if name in inputs.get(group, {}):
+            return inputs[group][name][0]
+    return None
+
+
+def is_link(value, workflow: dict, object_info=None) -> bool:
+    """``[node_id, output_index]`` naming a node of the workflow and (with its /object_info) one of its outputs."""
+    if not (isinstance(value, list) and len(value) == 2 and str(value[0]) in workflow and type(value[1]) is int):
+        return False
+    outputs = (object_info or {}).get(workflow[str(value[0])].get("class_type"), {}).get("output")
+    return 0 <= value[1] < (len(outputs) if outputs is not None else value[1] + 1)
+
+
+def override_value(raw: str, kind, item: str, workflow: dict, object_info=None):
+    """The value ``--set`` sends for ``raw`` given the input's declared type.
+
+    ComfyUI reads a JSON list in an input as a link ``[node_id, output_index]``: a STRING input gets the text as
+    given (``points=[{"x":5,"y":5}]`` is the string the widget holds), a choice gets the text unless it is a JSON
+    string; any other input keeps the JSON value, and a list there must be a link to a node of the workflow."""
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    if kind is None:  # type unknown (no /object_info): as given
+        return value
+    if kind == "STRING" or (isinstance(kind, list) and not isinstance(value, str)):
+        return value if isinstance(value, str) else raw
+    if isinstance(value, list):
+        if not is_link(value, workflow, object_info):
+            raise ValueError(f"--set {item!r}: this input takes {kind}, and ComfyUI reads a JSON list as a link "
+                             f"[node_id, output_index] to another node's output; give a {kind} value or a link to an "
+                             f"output of a node of this workflow (ids: {', '.join(sorted(workflow, key=str))})")
+        return [str(value[0]), value[1]]
+    return value
+
+
+def apply_overrides(workflow: dict, overrides, object_info=None) -> dict:
+    """Apply ``CLASS.INPUT=VALUE`` overrides to every node of that class. ``object_info`` maps a class to its
+    ``/object_info`` entry (the input types); without it values are read as JSON, else as text."""
     for item in overrides:
         target, _, raw = item.partition("=")
         class_type, _, name = target.partition(".")
         if not name or not _:
             raise ValueError(f"--set {item!r}: expected CLASS.INPUT=VALUE")
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        for node in workflow.values():
-            if node.get("class_type") == class_type:
-                node["inputs"][name] = value
+        nodes = [node for node in workflow.values() if node.get("class_type") == class_type]
+        if not nodes:
+            continue  # one override list serves several workflows
+        kind = None
+        if object_info is not None:
+            kind = input_type(object_info, class_type, name)
+            if kind is None:
+                known = [n for group in ("required", "optional") for n in object_info.get(class_type, {}).get("input", {}).get(group, {})]
+                raise ValueError(f"--set {item!r}: {class_type} has no input {name!r}; its inputs: {', '.join(known)}")
+        value = override_value(raw, kind, item, workflow, object_info)
+        for node in nodes:
+            node["inputs"][name] = value
     return workflow
 
 
@@ -145,7 +201,10 @@ def main(argv=None) -> int:
     try:
         for path in args.image:
             client.upload_image(path)
-        workflow = apply_overrides(json.loads(Path(args.workflow).read_text()), args.set)
+        workflow = json.loads(Path(args.workflow).read_text())
+        classes = {node["class_type"] for node in workflow.values()}
+        object_info = {c: client.get_json(f"/object_info/{urllib.parse.quote(c)}").get(c, {}) for c in classes}
+        workflow = apply_overrides(workflow, args.set, object_info)
         entry = client.run(workflow, timeout=args.timeout)
     except (ComfyError, TimeoutError, urllib.error.URLError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
