@@ -91,7 +91,54 @@ WORKFLOWS = {
     },
 }
 
+# Template titles: current ComfyUI's template browser (frontend 1.58.1) shows a pack's workflow by its FILE NAME,
+# as card title and (with "-" and "_" as spaces) as description, and sorts titles alphabetically with numbers
+# in numeric order; the picture is the ``.jpg`` of the same name (scripts/make_thumbnails.py). So the UI-format
+# files are named "<system> <n> <title> (<what it does>)"; the API twins keep the short names.
+TITLES = {
+    "diception_depth": "DICEPTION 1 Depth in one step (ControlNet depth image, colour preview, 16 bit PNG and npy)",
+    "diception_normals": "DICEPTION 2 Surface normals in one step (unit normals as colours, OpenGL convention)",
+    "diception_point_segmentation": "DICEPTION 3 Point segmentation (click points on the image, get the mask)",
+    "diception_entity_semantic_masks": "DICEPTION 4 Entity and semantic masks (one mask per instance, all dogs)",
+    "persam_segment": "PerSAM 1 One shot segmentation (reference image and mask, masks of new photos)",
+    "persam_to_diception": "PerSAM 2 PerSAM points drive DICEPTION (personalised point segmentation)",
+    "persam_dreambooth_dataset": "PerSAM 3 DreamBooth dataset (subject masks for kohya, OneTrainer, SimpleTuner)",
+}
+
+
+def ui_path(name: str) -> Path:
+    """The graph-editor workflow of the API workflow ``name`` (a template of the template browser)."""
+    return ROOT / "workflows" / f"{TITLES.get(name, name)}.json"
+
+
 WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN")
+# Node boxes as the graph editor draws them (LiteGraph): the title bar (30 px) sits ABOVE ``pos``; each slot row
+# is 20 px, each widget about 24 px; image previews (Load Image, Save Image) and the point picker need room below.
+TITLE_HEIGHT, SLOT_HEIGHT, WIDGET_HEIGHT, GAP = 30, 20, 24, 40
+NODE_WIDTH = 330
+ROOM_BELOW = {"LoadImage": 280, "SaveImage": 260, "PreviewImage": 260, "DiceptionPerceiveTask": 240}
+
+
+def node_size(node: dict) -> list:
+    """[width, height] for a UI node: its slot rows, its widgets and, where it shows a picture, room for it."""
+    widgets = len(node["widgets_values"])
+    rows = max(len(node["inputs"]), len(node["outputs"]))
+    return [NODE_WIDTH, 10 + rows * SLOT_HEIGHT + widgets * WIDGET_HEIGHT + ROOM_BELOW.get(node["type"], 0)]
+
+
+def lay_out(nodes: list, level) -> None:
+    """Columns by depth in the graph, nodes stacked in each column: no two boxes (title bar included) overlap."""
+    columns = {}
+    for node in nodes:
+        columns.setdefault(level(node), []).append(node)
+    x = 60
+    for depth in sorted(columns):
+        y = 60
+        for node in columns[depth]:
+            node["size"] = node_size(node)
+            node["pos"] = [x, y]
+            y += node["size"][1] + TITLE_HEIGHT + GAP
+        x += max(n["size"][0] for n in columns[depth]) + GAP + 20
 
 
 def input_specs(info: dict):
@@ -131,14 +178,12 @@ def to_ui(api: dict, object_info: dict) -> dict:
             depth[key] = 1 + max((level(p) for p in parents), default=-1)
         return depth[key]
 
-    nodes, links, rows = {}, [], {}
+    nodes, links = {}, []
     for key in sorted(api, key=lambda k: (level(k), ids[k])):
         spec = api[key]
         info = object_info[spec["class_type"]]
-        row = rows.setdefault(level(key), 0)
-        rows[level(key)] = row + 1
-        node = {"id": ids[key], "type": spec["class_type"], "pos": [60 + 380 * level(key), 60 + 330 * row],
-                "size": [320, 260], "flags": {}, "order": 0, "mode": 0, "inputs": [], "outputs": [],
+        node = {"id": ids[key], "type": spec["class_type"], "pos": [0, 0],
+                "size": [NODE_WIDTH, 0], "flags": {}, "order": 0, "mode": 0, "inputs": [], "outputs": [],
                 "properties": {"Node name for S&R": spec["class_type"]}, "widgets_values": []}
         for name, kind, options in input_specs(info):
             value = spec["inputs"].get(name)
@@ -170,6 +215,7 @@ def to_ui(api: dict, object_info: dict) -> dict:
             links.append([link_id, ids[source], slot, ids[key], index, kind])
     for order, key in enumerate(sorted(api, key=lambda k: (level(k), ids[k]))):
         nodes[key]["order"] = order
+    lay_out([nodes[key] for key in sorted(api, key=lambda k: (level(k), ids[k]))], lambda node: level(str(node["id"])))
     return {"last_node_id": max(ids.values()), "last_link_id": len(links), "nodes": list(nodes.values()),
             "links": links, "groups": [], "config": {}, "extra": {}, "version": 0.4}
 
@@ -185,7 +231,7 @@ def main():
     for name, api in WORKFLOWS.items():
         api = complete(api, object_info)
         (ROOT / "workflows" / "api" / f"{name}.json").write_text(json.dumps(api, indent=1) + "\n")
-        (ROOT / "workflows" / f"{name}.json").write_text(json.dumps(to_ui(api, object_info), indent=1) + "\n")
+        ui_path(name).write_text(json.dumps(to_ui(api, object_info), indent=1) + "\n")
         print(name)
 
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from scripts.make_workflows import ui_path
+
 ROOT = Path(__file__).resolve().parent.parent
 NAMES = sorted(p.stem for p in (ROOT / "workflows" / "api").glob("*.json"))
 TINY = [
@@ -22,7 +24,7 @@ def test_there_is_a_workflow_for_every_use():
         "diception_depth", "diception_normals", "diception_point_segmentation", "diception_entity_semantic_masks",
         "persam_segment", "persam_to_diception", "persam_dreambooth_dataset",
     }
-    assert all((ROOT / "workflows" / f"{n}.json").is_file() for n in NAMES)
+    assert all(ui_path(n).is_file() for n in NAMES)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -69,7 +71,7 @@ def check_value(node_type, name, kind, options, value):
 @pytest.mark.parametrize("name", NAMES)
 def test_ui_workflow_is_valid_and_matches_its_api_twin(comfy, name):
     info = comfy.object_info()
-    ui = json.loads((ROOT / "workflows" / f"{name}.json").read_text())
+    ui = json.loads(ui_path(name).read_text())
     api = json.loads((ROOT / "workflows" / "api" / f"{name}.json").read_text())
     nodes = {n["id"]: n for n in ui["nodes"]}
     assert {str(i) for i in nodes} == set(api)
