@@ -50,6 +50,8 @@ def _choices(choices) -> str:
 
 def check_value(name: str, kind, options: dict, value) -> None:
     """Raise ``InputError`` unless ``value`` fits the declaration ``(kind, options)`` of input ``name``."""
+    if kind == "COMBO" and isinstance(options.get("options"), (list, tuple)):  # the newer way to declare a choice
+        kind = options["options"]
     if isinstance(kind, (list, tuple)):
         choices = list(kind)
         if not any(value == c and type(value) is type(c) for c in choices):
@@ -115,7 +117,7 @@ def check_inputs(node_class, kwargs: dict) -> None:
 
 
 def _is_widget(kind) -> bool:
-    return isinstance(kind, (list, tuple)) or kind in ("INT", "FLOAT", "BOOLEAN", "STRING")
+    return isinstance(kind, (list, tuple)) or kind in ("INT", "FLOAT", "BOOLEAN", "STRING", "COMBO")
 
 
 def _expected(kind, options) -> str:
