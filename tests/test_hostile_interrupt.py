@@ -13,7 +13,7 @@ from PIL import Image
 from test_persam_nodes import PERSAM, persam_graph, reference_png
 from test_progress_interrupt import progress_of, with_listener
 
-STOP_WITHIN_S = 2.0
+STOP_WITHIN_S = 3.0  # one iteration (a full loss evaluation on 0.3 MP) on a loaded 2-core machine, and the reply
 
 
 def test_a_billion_iterations_are_refused_at_once(comfy):
@@ -29,8 +29,8 @@ def test_a_billion_iterations_are_refused_at_once(comfy):
     assert "iterations: expected an integer in [1, 10000], got 1000000000" in error_message(entry)
 
 
-def big_reference(comfy, name="interrupt_big_ref.png", scale=3) -> str:
-    """The fixture reference upscaled (960×720): PerSAM-F's loss is evaluated on every pixel, so a fit of
+def big_reference(comfy, name="interrupt_big_ref.png", scale=2) -> str:
+    """The fixture reference upscaled (640×480): PerSAM-F's loss is evaluated on every pixel, so a fit of
     10 000 iterations takes many seconds here."""
     rgb = Image.open(PERSAM / "ref.png").convert("RGB")
     size = (rgb.width * scale, rgb.height * scale)
