@@ -77,6 +77,8 @@ def _looks_like(head: bytes) -> str:
             "it is a plain Python pickle, not a PyTorch checkpoint written by torch.save; it was not unpickled "
             "(unpickling can run arbitrary code). Save the tensors with torch.save(state_dict) or as .safetensors"
         )
+    if not head.strip(b"\x00"):
+        return "it starts with only zero bytes (an incomplete or pre-allocated download?); download it again"
     if text[:1] in (b"{", b"["):
         return "it is a JSON/text file, not weights"
     return (
