@@ -86,6 +86,13 @@ def check_interrupt() -> None:
     mm.throw_exception_if_processing_interrupted()
 
 
+def each(items):
+    """Iterate ``items`` (e.g. the images of a batch), checking for an interrupt before each one."""
+    for item in items:
+        check_interrupt()
+        yield item
+
+
 class Progress:
     """ComfyUI's progress bar, checking for an interrupt at EVERY call (a cheap flag test), so a loop that
     reports each unit of work is interruptible within one unit, however many units it has.
