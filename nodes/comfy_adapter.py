@@ -4,6 +4,7 @@ Checked against the 2024-03 test engine and ComfyUI v0.8.0+.
 """
 
 import inspect
+import time
 
 import torch
 
@@ -85,12 +86,26 @@ def check_interrupt() -> None:
     mm.throw_exception_if_processing_interrupted()
 
 
-class Progress:
-    """ComfyUI's progress bar, checking for an interrupt at every update."""
+def each(items):
+    """Iterate ``items`` (e.g. the images of a batch), checking for an interrupt before each one."""
+    for item in items:
+        check_interrupt()
+        yield item
 
-    def __init__(self, total: int):
+
+class Progress:
+    """ComfyUI's progress bar, checking for an interrupt at EVERY call (a cheap flag test), so a loop that
+    reports each unit of work is interruptible within one unit, however many units it has.
+    ``min_interval`` (seconds) thins the bar's updates for loops of thousands of tiny steps (the last is
+    always shown); the interrupt check is never thinned."""
+
+    def __init__(self, total: int, min_interval: float = 0.0):
         self.bar = comfy.utils.ProgressBar(total)
+        self.min_interval, self._shown = min_interval, float("-inf")
 
     def __call__(self, done: int, total: int) -> None:
         check_interrupt()
-        self.bar.update_absolute(done, total)
+        now = time.monotonic()
+        if done >= total or now - self._shown >= self.min_interval:
+            self._shown = now
+            self.bar.update_absolute(done, total)

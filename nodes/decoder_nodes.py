@@ -15,6 +15,7 @@ from ..models.decoders import (
     decode_normals, encode_normals, normalize, to_depth,
 )
 from ..models.decoders.export import FORMATS, save_depth
+from . import comfy_adapter
 
 DEPTH_OUTPUTS = ("disparity (near = bright)", "relative depth (far = bright)")
 
@@ -54,7 +55,7 @@ class RGBToDepth:
         if reference_depth is None:
             values = normalize(disparity if near_bright else to_depth(disparity), normalization)
         else:
-            fits = [align_depth(d, reference_depth[min(i, len(reference_depth) - 1)], space=align_in) for i, d in enumerate(disparity)]
+            fits = [align_depth(d, reference_depth[min(i, len(reference_depth) - 1)], space=align_in) for i, d in enumerate(comfy_adapter.each(disparity))]
             alignment = [{"scale": scale, "shift": shift, "space": align_in} for _, scale, shift in fits]
             values = torch.stack([depth for depth, _, _ in fits])  # metric depth
         shown = values if reference_depth is None else (1 / values.clamp(min=1e-6) if near_bright else values)
@@ -114,7 +115,7 @@ class RGBToMasks:
         if mode == MASK_MODES[0]:
             masks = decode_mask(image, threshold)
             return (masks, int(masks.shape[0]))
-        found = [decode_instances(picture, tolerance, min_area) for picture in image]
+        found = [decode_instances(picture, tolerance, min_area) for picture in comfy_adapter.each(image)]
         masks = torch.cat(found).float()
         if masks.shape[0] == 0:
             return (torch.zeros(1, *image.shape[1:3]), 0)
@@ -136,7 +137,7 @@ class RGBToPose:
         return {"required": {"image": ("IMAGE",)}}
 
     def decode(self, image):
-        return (json.dumps([decode_keypoints(picture) for picture in image]),)
+        return (json.dumps([decode_keypoints(picture) for picture in comfy_adapter.each(image)]),)
 
 
 class SaveDepth:

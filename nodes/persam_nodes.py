@@ -94,11 +94,9 @@ class PersamReferenceNode:
             features = encode_image(model, picture)
             found = predict(model, features, None, None, box=parse_box(box, picture.shape[1], picture.shape[0]))
             mask = found.masks[found.best()].float()[None].cpu()
-        progress = comfy_adapter.Progress(iterations)
-        every = max(1, iterations // 50)
+        progress = comfy_adapter.Progress(iterations, min_interval=0.1)  # interrupt checked every iteration
         reference = make_reference(
-            model, picture, mask[0], fine_tune=fine_tune, iterations=iterations, features=features,
-            callback=lambda done, total: progress(done, total) if done % every == 0 or done == total else None,
+            model, picture, mask[0], fine_tune=fine_tune, iterations=iterations, features=features, callback=progress,
         )
         return (PersamReference(sam, reference),)
 

@@ -69,8 +69,11 @@ class Payload:
 
 def test_a_pickle_that_is_not_weights_only_is_refused(tmp_path):
     path = tmp_path / "evil.pth"
-    path.write_bytes(pickle.dumps({"image_encoder.x": Payload()}))
+    torch.save({"image_encoder.x": Payload()}, path)  # a torch checkpoint smuggling a Python object
     with pytest.raises(WeightsError, match="not a weights-only checkpoint"):
+        load_sam(path)
+    path.write_bytes(pickle.dumps({"image_encoder.x": Payload()}))  # a plain pickle is not even unpickled
+    with pytest.raises(WeightsError, match="plain Python pickle"):
         load_sam(path)
 
 

@@ -5,12 +5,14 @@ positional_encoding_gaussian_matrix}``; the ``.safetensors`` form flattens it to
 """
 
 import argparse
+import logging
 from pathlib import Path
 
 from safetensors.torch import save_file
 
-from ..weights import WeightsError, load_weights
+from ..weights import WeightsError, load_weights, tensors_only
 
+log = logging.getLogger(__name__)
 PARTS = ("transformer", "point_embedder", "not_seg_embeddings", "seg_embeddings", "positional_encoding_gaussian_matrix")
 
 
@@ -25,8 +27,16 @@ def flatten(checkpoint: dict) -> dict:
 
 
 def load_checkpoint(path) -> dict:
-    """Read a DICEPTION checkpoint in either format → flat ``{'transformer.…': tensor, 'point_embedder.…': …}``."""
-    flat = flatten(load_weights(path))
+    """Read a DICEPTION checkpoint in either format → flat ``{'transformer.…': tensor, 'point_embedder.…': …}``.
+
+    Only the five parts are kept, as the official loader (``inference.py``: ``ckpt['transformer']`` …) reads
+    only them: other top-level entries (optimizer state, epoch, an EMA copy) are ignored and logged. Every
+    value kept must be a tensor.
+    """
+    loaded = load_weights(path)
+    if not isinstance(loaded, dict):
+        raise WeightsError(f"{Path(path).name} is not a DICEPTION checkpoint: it holds a {type(loaded).__name__}, expected a dict of its parts {list(PARTS)}")
+    flat = flatten(loaded)
     found = {key.split(".")[0] for key in flat}
     missing = [p for p in PARTS if p not in found]
     if missing:
@@ -34,7 +44,10 @@ def load_checkpoint(path) -> dict:
             f"{Path(path).name} is not a DICEPTION checkpoint: it lacks {missing} "
             f"(expected the parts {list(PARTS)}, found {sorted(found)[:8]})"
         )
-    return flat
+    ignored = sorted(found - set(PARTS))
+    if ignored:
+        log.info("DICEPTION: %s: ignoring the top-level entries %s (only %s are weights)", Path(path).name, ignored, list(PARTS))
+    return tensors_only({k: v for k, v in flat.items() if k.split(".")[0] in PARTS}, path)
 
 
 def split_checkpoint(flat: dict):

@@ -40,6 +40,16 @@ class DicePipeline:
     def dtype(self) -> torch.dtype:
         return self.transformer.dtype
 
+    @property
+    def vae_factor(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def max_resolution(self) -> int:
+        """The largest square the transformer's cropped positional embedding covers (SD3-medium: 3072)."""
+        config = self.transformer.config
+        return config.pos_embed_max_size * config.patch_size * self.vae_factor
+
     # --- stages -------------------------------------------------------------------------------
     def encode_prompts(self, prompts) -> dict:
         """{prompt: (prompt_embeds, pooled)}; the text encoders are built only for prompts not cached."""
@@ -128,6 +138,12 @@ class DicePipeline:
             raise ValueError(f"images: expected a (B, H, W, 3) batch with B, H, W > 0, got shape {tuple(images.shape)}")
         if resolution % RESOLUTION_MULTIPLE:
             raise ValueError(f"resolution: must be a multiple of {RESOLUTION_MULTIPLE}, got {resolution}")
+        if resolution > self.max_resolution:
+            raise ValueError(
+                f"resolution: {resolution} is more than this model supports ({self.max_resolution} at most: "
+                f"pos_embed_max_size {self.transformer.config.pos_embed_max_size} × patch size "
+                f"{self.transformer.config.patch_size} × VAE factor {self.vae_factor}); DICEPTION was trained at 768"
+            )
         b, h, w, _ = images.shape
         prompt = task_prompt(task, category)
         if points and task != POINT_TASK:

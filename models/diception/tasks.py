@@ -1,6 +1,7 @@
 """DICEPTION's tasks, their prompts, and the point prompts of point-prompted segmentation."""
 
 import json
+import math
 
 from .point_encoder import MAX_POINTS
 
@@ -44,8 +45,9 @@ def task_prompt(task: str, category: str = "") -> str:
 def parse_points(points, width: int, height: int) -> list:
     """Pixel points from the KJNodes Points Editor JSON (``[{"x": px, "y": px}, …]``) → [(x, y), …].
 
-    Also accepts a list of such dicts or of ``[x, y]`` pairs. Checks there are at most 5 and that each
-    lies inside a ``width``×``height`` image.
+    Also accepts a list of such dicts or of ``[x, y]`` pairs. Checks there are at most 5, that each
+    coordinate is a finite JSON number (not a bool, not a string) and that each point lies inside a
+    ``width``×``height`` image.
     """
     if isinstance(points, str):
         text = points.strip()
@@ -55,23 +57,41 @@ def parse_points(points, width: int, height: int) -> list:
             points = json.loads(text)
         except json.JSONDecodeError as e:
             raise ValueError(f'points: not valid JSON ({e.msg}); expected [{{"x": 10, "y": 20}}, ...]') from None
+        except RecursionError:
+            raise ValueError('points: the JSON is nested too deeply; expected [{"x": 10, "y": 20}, ...]') from None
     if isinstance(points, dict):
         points = [points]
     if not isinstance(points, list):
         raise ValueError(f'points: expected a JSON list like [{{"x": 10, "y": 20}}], got {type(points).__name__}')
+    if len(points) > MAX_POINTS:
+        raise ValueError(f"points: DICEPTION takes at most {MAX_POINTS} points, got {len(points)}")
     parsed = []
     for i, p in enumerate(points):
         try:
             x, y = (p["x"], p["y"]) if isinstance(p, dict) else p
-            x, y = float(x), float(y)
         except (KeyError, TypeError, ValueError):
-            raise ValueError(f'points[{i}]: expected {{"x": number, "y": number}}, got {p!r}') from None
+            raise ValueError(f'points[{i}]: expected {{"x": number, "y": number}}, got {_short(p)}') from None
+        x, y = _coordinate(i, "x", x), _coordinate(i, "y", y)
         if not (0 <= x <= width - 1 and 0 <= y <= height - 1):
             raise ValueError(
                 f"points[{i}]: ({x:g}, {y:g}) lies outside the {width}x{height} image "
                 f"(x must be in [0, {width - 1}], y in [0, {height - 1}])"
             )
         parsed.append((x, y))
-    if len(parsed) > MAX_POINTS:
-        raise ValueError(f"points: DICEPTION takes at most {MAX_POINTS} points, got {len(parsed)}")
     return parsed
+
+
+def _coordinate(i: int, axis: str, value) -> float:
+    """A point coordinate: a finite int/float of sane size (bools, strings, NaN, ±inf and 10**400 refused)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"points[{i}].{axis}: expected a number of pixels, got {_short(value)} ({type(value).__name__})")
+    if isinstance(value, int) and abs(value) > 2**53:
+        raise ValueError(f"points[{i}].{axis}: expected a pixel coordinate, got an integer of {len(str(abs(value)))} digits")
+    if not math.isfinite(value):
+        raise ValueError(f"points[{i}].{axis}: expected a finite number of pixels, got {value}")
+    return float(value)
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
-from ..weights import WeightsError, load_weights
+from ..weights import WeightsError, load_weights, tensors_only
 from .guided_decoder import enable_target_guidance
 
 DECODER_HEADS = 8  # SAM's value; not visible in the weights, so a config beside the checkpoint may override it
@@ -72,12 +72,43 @@ def build_sam(cfg: dict) -> Sam:
     return sam
 
 
+CONFIG_TYPES = {  # what a config beside the checkpoint may set, and the JSON type of each value
+    **{name: int for name in (
+        "encoder_embed_dim", "encoder_depth", "encoder_num_heads", "window_size", "img_size", "patch_size", "out_chans",
+        "prompt_embed_dim", "mask_in_chans", "decoder_depth", "decoder_mlp_dim", "decoder_num_heads",
+        "num_multimask_outputs", "iou_head_depth", "iou_head_hidden_dim")},
+    "mlp_ratio": float, "encoder_global_attn_indexes": list, "pixel_mean": list, "pixel_std": list,
+}
+
+
 def config_beside(path: Path):
-    """An optional ``<name>_config.json`` / ``<name>.json`` next to the checkpoint (for non-standard SAMs)."""
+    """An optional ``<name>_config.json`` / ``<name>.json`` next to the checkpoint (for non-standard SAMs),
+    checked: a JSON object of known keys with numbers (lists of numbers) as values."""
     for candidate in (path.with_name(path.stem + "_config.json"), path.with_suffix(".json")):
         if candidate.is_file():
-            return json.loads(candidate.read_text())
+            return check_config(candidate)
     return {}
+
+
+def check_config(file: Path) -> dict:
+    try:
+        config = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise WeightsError(f"{file.name} (the SAM config beside the checkpoint) is not valid JSON ({e}); fix or remove it") from None
+    if not isinstance(config, dict):
+        raise WeightsError(f"{file.name}: expected a JSON object of SAM settings, got a {type(config).__name__}")
+    for key, value in config.items():
+        if key not in CONFIG_TYPES:
+            raise WeightsError(f"{file.name}: unknown SAM setting {key!r}; known: {sorted(CONFIG_TYPES)}")
+        kind = CONFIG_TYPES[key]
+        numbers = value if kind is list else [value]
+        ok = isinstance(value, list) if kind is list else True
+        ok = ok and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers)
+        ok = ok and (kind is not int or isinstance(value, int)) and all(v == v and abs(v) != float("inf") for v in numbers)
+        if not ok or (kind is int and value < 1):
+            expected = {int: "a positive integer", float: "a number", list: "a list of numbers"}[kind]
+            raise WeightsError(f"{file.name}: {key} must be {expected}, got {value!r}")
+    return config
 
 
 def load_sam(path) -> Sam:
@@ -93,12 +124,29 @@ def load_sam(path) -> Sam:
             f"{path.name} is not a Segment Anything checkpoint (expected image_encoder.*, prompt_encoder.*, "
             f"mask_decoder.* keys as in sam_vit_b/l/h .pth files; found {sample})"
         )
-    state = dict(state)
-    cfg = {**sam_config(state), **config_beside(path)}
+    state = tensors_only(dict(state), path)
+    try:
+        cfg = {**sam_config(state), **config_beside(path)}
+    except KeyError as e:
+        raise WeightsError(f"{path.name} is an incomplete Segment Anything checkpoint: it lacks {e.args[0]!r}") from None
+    except (IndexError, ValueError) as e:
+        raise WeightsError(f"{path.name}: a Segment Anything tensor has an unexpected shape ({e})") from None
     for name in ("pixel_mean", "pixel_std"):
         if name in state:
             cfg[name] = state.pop(name).flatten().tolist()
-    sam = build_sam(cfg)
-    sam.load_state_dict(state, strict=True)
+    try:
+        sam = build_sam(cfg)
+    except (TypeError, ValueError, RuntimeError, AssertionError, ZeroDivisionError) as e:
+        raise WeightsError(f"{path.name}: its settings do not make a Segment Anything model ({e})") from None
+    try:
+        result = sam.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # shape mismatches: "size mismatch for <key>: …"
+        detail = " ".join(line.strip() for line in str(e).splitlines()[1:3])
+        raise WeightsError(f"{path.name} does not fit the Segment Anything architecture read off it: {detail}") from None
+    if result.missing_keys or result.unexpected_keys:
+        raise WeightsError(
+            f"{path.name} does not fit the Segment Anything architecture read off it: missing {result.missing_keys[:5]}"
+            f"{' …' if len(result.missing_keys) > 5 else ''}, unexpected {result.unexpected_keys[:5]}"
+        )
     enable_target_guidance(sam)
     return sam.eval().requires_grad_(False)

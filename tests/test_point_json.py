@@ -1,0 +1,31 @@
+"""Point JSON of Perceive Task (``parse_points``): no silent coercion, no raw Python errors."""
+
+import pytest
+
+from models.diception import parse_points
+
+BAD = {
+    "bools": ('[{"x": true, "y": false}]', "points[0].x: expected a number of pixels, got True (bool)"),
+    "huge integer": ('[{"x": 1' + "0" * 400 + ', "y": 2}]', "points[0].x: expected a pixel coordinate, got an integer of 401 digits"),
+    "overflowing float": ('[{"x": 1e400, "y": 2}]', "points[0].x: expected a finite number of pixels, got inf"),
+    "NaN": ('[{"x": 3, "y": NaN}]', "points[0].y: expected a finite number of pixels, got nan"),
+    "-Infinity": ('[[-Infinity, 2]]', "points[0].x: expected a finite number of pixels, got -inf"),
+    "numeric strings": ('[{"x": "3", "y": "4"}]', "points[0].x: expected a number of pixels, got '3' (str)"),
+    "null": ('[{"x": null, "y": 4}]', "points[0].x: expected a number of pixels, got None"),
+    "nested too deeply": ("[" * 100000 + "]" * 100000, "points: "),
+    "a bare number": ("5", "points: expected a JSON list"),
+    "too many before parsing": ("[" + ",".join(["1"] * 100000) + "]", "at most 5 points, got 100000"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_points_name_points_and_what_was_expected(case):
+    text, message = BAD[case]
+    with pytest.raises(ValueError) as e:
+        parse_points(text, 64, 48)
+    assert message in str(e.value), str(e.value)
+
+
+def test_good_points_still_parse():
+    assert parse_points('[{"x": 3, "y": 4.5}, [63, 0]]', 64, 48) == [(3.0, 4.5), (63.0, 0.0)]
+    assert parse_points({"x": 1, "y": 2}, 64, 48) == [(1.0, 2.0)]
