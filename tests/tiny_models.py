@@ -32,9 +32,18 @@ def clip_tokenizer(folder: Path, pad: str) -> None:
 
 
 def t5_tokenizer(folder: Path) -> None:
+    """A Unigram (SentencePiece-style) T5 tokenizer built with the tokenizers library, so that it builds the same
+    with transformers 4 and 5 (the dependency floors run this too)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+
     vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)] + [(w, -1.0) for w in WORDS]
     vocab += [(chr(i), -5.0) for i in range(33, 127) if chr(i) not in WORDS]
-    T5TokenizerFast(vocab=vocab, extra_ids=0).save_pretrained(folder)
+    tok = Tokenizer(models.Unigram(vocab, unk_id=2))
+    tok.pre_tokenizer, tok.decoder = pre_tokenizers.Metaspace(), decoders.Metaspace()
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    folder.mkdir(parents=True, exist_ok=True)
+    tok.save(str(folder / "tokenizer.json"))
+    T5TokenizerFast(tokenizer_file=str(folder / "tokenizer.json"), extra_ids=0).save_pretrained(folder)
 
 
 def build_sd3_folder(root: Path, seed: int = 0) -> Path:
