@@ -22,10 +22,10 @@ class Holder(torch.nn.Module):
         self.parts = torch.nn.ModuleList(modules)
 
 
-def managed(modules) -> "comfy.model_patcher.ModelPatcher":
+def managed(modules, load_device=None, offload_device=None) -> "comfy.model_patcher.ModelPatcher":
     """Wrap model parts so that ComfyUI's model management loads them to its device and offloads them."""
     return comfy.model_patcher.ModelPatcher(
-        Holder(modules), load_device=mm.get_torch_device(), offload_device=mm.unet_offload_device()
+        Holder(modules), load_device=load_device or mm.get_torch_device(), offload_device=offload_device or mm.unet_offload_device()
     )
 
 
@@ -47,6 +47,10 @@ def unload(patcher) -> None:
             mm.current_loaded_models.pop(i).model_unload()
             break
     mm.soft_empty_cache()
+
+
+def text_encoder_offload_device() -> torch.device:
+    return mm.text_encoder_offload_device()
 
 
 def device() -> torch.device:

@@ -3,7 +3,7 @@
 import torch
 
 from ..models.diception import COCO_CATEGORIES, TASK_PROMPTS, load_pipeline, parse_points
-from . import comfy_adapter, model_folders
+from . import comfy_adapter, model_folders, text_encoder_device
 
 DTYPES = {"auto": None, "bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 POINT_ORDERS = {"yx (training data)": "yx", "xy (official inference.py)": "xy"}
@@ -23,7 +23,10 @@ class DiceptionModel:
         pipeline.release = self.release
 
     def prepare(self, name, modules):
-        if name not in self.patchers:
+        if name == "text_encoders":  # ComfyUI's text-encoder devices; the CPU where they cannot fit whole
+            device = text_encoder_device.text_encoder_device(text_encoder_device.module_bytes(modules))
+            self._transient[name] = comfy_adapter.managed(modules, device, comfy_adapter.text_encoder_offload_device())
+        elif name not in self.patchers:
             self._transient[name] = comfy_adapter.managed(modules)
         comfy_adapter.load([self.patchers.get(name) or self._transient[name]])
 
@@ -33,11 +36,23 @@ class DiceptionModel:
             comfy_adapter.unload(patcher)
 
 
+TEXT_ENCODER_TIPS = {
+    kind: f"{name} from models/text_encoders (or models/clip), e.g. {example}; auto: the base model's own, else the only "
+    f"{name} file there (read off the weights). Needed only when a task prompt is not in the prompt cache."
+    for kind, name, example in (
+        ("clip_l", "CLIP-L", "clip_l.safetensors"),
+        ("clip_g", "CLIP-G", "clip_g.safetensors"),
+        ("t5xxl", "T5-XXL", "t5xxl_fp16 / t5xxl_fp8_e4m3fn(_scaled).safetensors"),
+    )
+}
+
+
 class LoadDiception:
     DESCRIPTION = (
         "Loads DICEPTION: an SD3-medium base (diffusers folder in models/diception, or a single-file sd3_medium*.safetensors "
         "in models/checkpoints) with the DICEPTION "
-        "checkpoint (DICEPTION_v1.pth or .safetensors in models/diception). Text encoders are loaded only "
+        "checkpoint (DICEPTION_v1.pth or .safetensors in models/diception). Text encoders (CLIP-L, CLIP-G, T5-XXL: the "
+        "base model's own, or ComfyUI's separate files in models/text_encoders) are loaded only "
         "when a task prompt is not yet in the prompt cache."
     )
     CATEGORY = "DICEPTION"
@@ -55,16 +70,24 @@ class LoadDiception:
                 ),
                 "checkpoint": (model_folders.weight_files("diception"), {"tooltip": "DICEPTION_v1.pth or its .safetensors conversion"}),
                 "dtype": (list(DTYPES), {"default": "auto", "tooltip": "auto: bf16 on GPUs that support it, else fp16; fp32 on CPU"}),
-            }
+            },
+            "optional": {
+                kind: (["auto"] + model_folders.text_encoder_files(), {"default": "auto", "tooltip": tip})
+                for kind, tip in TEXT_ENCODER_TIPS.items()
+            },
         }
 
-    def load(self, base_model, checkpoint, dtype):
+    def load(self, base_model, checkpoint, dtype, clip_l="auto", clip_g="auto", t5xxl="auto"):
+        chosen = {"clip_l": clip_l, "clip_g": clip_g, "t5xxl": t5xxl}
         pipeline = load_pipeline(
             model_folders.find_base(base_model),
             model_folders.find("diception", checkpoint),
             DTYPES[dtype] or comfy_adapter.auto_dtype(),
             model_folders.prompt_cache_root(),
-            tokenizer_dirs=comfy_adapter.tokenizer_dirs(),
+            tokenizer_dirs=model_folders.single_file_tokenizers(comfy_adapter.tokenizer_dirs()),
+            configs=model_folders.single_file_configs(),
+            text_encoders={k: model_folders.find_text_encoder(v) for k, v in chosen.items() if v != "auto"},
+            text_encoder_candidates=model_folders.text_encoder_paths(),
         )
         return (DiceptionModel(pipeline),)
 

@@ -79,6 +79,8 @@ def link_tiny_models(models: Path) -> None:
     (models / "diception").mkdir(parents=True, exist_ok=True)
     (models / "sams").mkdir(parents=True, exist_ok=True)
     (models / "checkpoints").mkdir(parents=True, exist_ok=True)
+    (models / "text_encoders").mkdir(parents=True, exist_ok=True)  # separate SD3 text encoders (current ComfyUI)
+    (models / "clip").mkdir(parents=True, exist_ok=True)  # the same, older ComfyUI installs
     links = {
         models / "diception" / "tiny_sd3": TINY / "diception/model/tiny_sd3",
         models / "diception" / "diception_tiny.pth": TINY / "diception/model/diception_tiny.pth",
@@ -134,6 +136,7 @@ class TestEngine:
         extra = workdir / "extra_model_paths.yaml"
         extra.write_text(
             f"pack:\n  base_path: {self.dirs['models']}\n  diception: diception\n  sams: sams\n  checkpoints: checkpoints\n"
+            "  text_encoders: text_encoders\n  clip: clip\n"
             f"tests:\n  custom_nodes: {workdir / 'custom_nodes'}\n"
         )
         port = free_port()
@@ -149,7 +152,9 @@ class TestEngine:
             cmd += ["--user-directory", str(self.dirs["user"])]
         if "--database-url" in flags:
             cmd += ["--database-url", f"sqlite:///{workdir / 'comfyui.db'}"]
-        self.proc = subprocess.Popen(cmd, cwd=comfyui, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        # SD3 single files are built with the tiny SD3 folder's configs (nodes/model_folders.py single_file_configs)
+        env = {**os.environ, "DICEPTION_SD3_CONFIGS": str(TINY / "diception/model/tiny_sd3")}
+        self.proc = subprocess.Popen(cmd, cwd=comfyui, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
         self.client = ComfyClient(f"http://127.0.0.1:{port}", self.dirs)
         self.client.log_path = self.log_path
         self.client.build = self.build

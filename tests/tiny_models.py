@@ -32,9 +32,18 @@ def clip_tokenizer(folder: Path, pad: str) -> None:
 
 
 def t5_tokenizer(folder: Path) -> None:
+    """A Unigram (SentencePiece-style) T5 tokenizer built with the tokenizers library, so that it builds the same
+    with transformers 4 and 5 (the dependency floors run this too)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+
     vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)] + [(w, -1.0) for w in WORDS]
     vocab += [(chr(i), -5.0) for i in range(33, 127) if chr(i) not in WORDS]
-    T5TokenizerFast(vocab=vocab, extra_ids=0).save_pretrained(folder)
+    tok = Tokenizer(models.Unigram(vocab, unk_id=2))
+    tok.pre_tokenizer, tok.decoder = pre_tokenizers.Metaspace(), decoders.Metaspace()
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    folder.mkdir(parents=True, exist_ok=True)
+    tok.save(str(folder / "tokenizer.json"))
+    T5TokenizerFast(tokenizer_file=str(folder / "tokenizer.json"), extra_ids=0).save_pretrained(folder)
 
 
 def build_sd3_folder(root: Path, seed: int = 0) -> Path:
@@ -178,3 +187,69 @@ def build_sd3_single_file(folder: Path, path: Path, with_text_encoders=True) -> 
                 tensors[f"text_encoders.{name}.transformer.{k}"] = v
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(path))
     return path
+
+
+# --- SD3 text encoders as separate files, in the layouts ComfyUI v0.8.0 reads (comfy/sd.py, comfy/utils.py
+# convert_old_quants, comfy/ops.py mixed_precision_ops) -----------------------------------------------------
+
+FP8 = torch.float8_e4m3fn
+
+
+def _fp8_scaled(weight: torch.Tensor):
+    """Per-tensor scaled fp8 as ComfyUI quantises (scale = amax / fp8 max; stored = weight / scale)."""
+    scale = (weight.abs().amax().float() / torch.finfo(FP8).max).clamp(min=1e-12)
+    return (weight.float() / scale).to(FP8), scale
+
+
+def _linear_weights(state: dict) -> list:
+    return [k for k, v in state.items() if k.endswith(".weight") and v.ndim == 2 and "embed" not in k and "shared" not in k
+            and "relative_attention_bias" not in k]
+
+
+def _half(state: dict) -> dict:
+    return {k: v.half() for k, v in state.items()}
+
+
+def build_comfy_text_encoders(folder: Path, dest: Path) -> dict:
+    """The tiny SD3 folder's three text encoders as the separate files ComfyUI users keep → {name: path}:
+    ``clip_l`` (fp16, no text_projection, as SD3 ships it), ``clip_l_projected``, ``clip_g`` (fp16, with
+    text_projection), ``clip_g_clipsave`` (``text_projection`` transposed, as ComfyUI's CLIPSave writes it),
+    ``t5xxl_fp16``, ``t5xxl_fp8_e4m3fn`` (every tensor fp8), ``t5xxl_fp8_e4m3fn_scaled`` (``scaled_fp8`` marker
+    + ``scale_weight``), ``t5xxl_fp8_comfy_quant`` (``comfy_quant`` + ``weight_scale``), ``t5xxl_fp8_metadata``
+    (``_quantization_metadata`` in the file metadata)."""
+    from safetensors.torch import load_file, save_file
+
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    clip_l = load_file(str(folder / "text_encoder/model.safetensors"))
+    clip_g = load_file(str(folder / "text_encoder_2/model.safetensors"))
+    t5 = {k: v for k, v in load_file(str(folder / "text_encoder_3/model.safetensors")).items() if k != "encoder.embed_tokens.weight"}
+    files = {
+        "clip_l": ({k: v for k, v in _half(clip_l).items() if k != "text_projection.weight"}, None),
+        "clip_l_projected": (_half(clip_l), None),
+        "clip_g": (_half(clip_g), None),
+        "clip_g_clipsave": ({**{k: v for k, v in _half(clip_g).items() if k != "text_projection.weight"},
+                             "text_projection": clip_g["text_projection.weight"].half().t().contiguous()}, None),
+        "t5xxl_fp16": (_half(t5), None),
+        "t5xxl_fp8_e4m3fn": ({k: v.to(FP8) for k, v in t5.items()}, None),
+    }
+    scaled, quant, meta = _half(t5), _half(t5), _half(t5)
+    scaled["scaled_fp8"] = torch.empty(0, dtype=FP8)
+    layers = {}
+    for key in _linear_weights(t5):
+        layer = key[: -len(".weight")]
+        q, scale = _fp8_scaled(t5[key])
+        scaled[key], scaled[layer + ".scale_weight"] = q, scale
+        quant[key], quant[layer + ".weight_scale"] = q, scale
+        quant[layer + ".comfy_quant"] = torch.tensor(list(json.dumps({"format": "float8_e4m3fn"}).encode()), dtype=torch.uint8)
+        meta[key], meta[layer + ".weight_scale"] = q, scale
+        layers[layer] = {"format": "float8_e4m3fn"}
+    files["t5xxl_fp8_e4m3fn_scaled"] = (scaled, None)
+    files["t5xxl_fp8_comfy_quant"] = (quant, None)
+    files["t5xxl_fp8_metadata"] = (meta, {"_quantization_metadata": json.dumps({"format_version": "1.0", "layers": layers})})
+    paths = {}
+    for name, (tensors, metadata) in files.items():
+        paths[name] = dest / f"{name}.safetensors"
+        if not paths[name].is_file():
+            save_file({k: v.contiguous() for k, v in tensors.items()}, str(paths[name]), metadata=metadata)
+    return paths

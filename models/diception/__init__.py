@@ -13,22 +13,34 @@ from .loading import (
 )
 from .pipeline import DicePipeline
 from .single_file import SD3_MEDIUM_CONFIGS, SingleFileTextEncoders, load_single_file
+from .text_encoder_files import PARTS as TEXT_ENCODERS
+from .text_encoder_files import TextEncoderFiles, choose_weights, classify_files, tokenizer_folders
 from .tasks import COCO_CATEGORIES, POINT_TASK, SEMANTIC_TASK, TASK_PROMPTS, parse_points, task_prompt
 
 
-def load_pipeline(base, checkpoint, dtype, prompt_cache_root, tokenizer_dirs=None, configs=SD3_MEDIUM_CONFIGS):
+def load_pipeline(
+    base, checkpoint, dtype, prompt_cache_root, tokenizer_dirs=None, configs=SD3_MEDIUM_CONFIGS,
+    text_encoders=None, text_encoder_candidates=(),
+):
     """DICEPTION from an SD3-medium base and a DICEPTION checkpoint (.pth / .safetensors).
 
     ``base`` is a diffusers folder (``stable-diffusion-3-medium-diffusers`` layout) or a single-file
     checkpoint (``sd3_medium*.safetensors``; ``configs`` and ``tokenizer_dirs`` {"clip", "t5"} serve it offline).
+    Text encoders: ``text_encoders`` {"clip_l", "clip_g", "t5xxl": file or None} chosen files win; else the
+    base's own; else the only file of that kind among ``text_encoder_candidates`` (see ``choose_weights``).
     """
+    chosen = {k: v for k, v in (text_encoders or {}).items() if v}
     if Path(base).is_file():
         transformer, vae = load_single_file(base, dtype, configs)
         transformer, point_encoder = apply_checkpoint(transformer, checkpoint, dtype, base)
         scheduler = load_scheduler_config(Path(configs))
-        text = SingleFileTextEncoders(base, dtype, tokenizer_dirs or {}, configs)
     else:
         folder = check_base_folder(base)
         transformer, point_encoder = load_transformer(folder, checkpoint, dtype)
-        vae, scheduler, text = load_vae(folder, dtype), load_scheduler_config(folder), TextEncoderSource(folder, dtype)
+        vae, scheduler, configs = load_vae(folder, dtype), load_scheduler_config(folder), folder
+    if Path(base).is_dir() and not chosen:
+        text = TextEncoderSource(Path(base), dtype)
+    else:
+        weights = choose_weights(base, chosen, text_encoder_candidates, configs)
+        text = TextEncoderFiles(weights, dtype, tokenizer_folders(base, tokenizer_dirs or {}), configs, identity_files=[Path(base)])
     return DicePipeline(transformer, point_encoder, vae, scheduler, text, prompt_cache_root)

@@ -12,18 +12,12 @@ from pathlib import Path
 import torch
 from diffusers import AutoencoderKL, SD3Transformer2DModel
 from safetensors import safe_open
-from transformers import CLIPTextConfig, CLIPTextModelWithProjection, CLIPTokenizer, T5Config, T5EncoderModel, T5TokenizerFast
 
 from ..weights import WeightsError
-from .prompts import TextEncoders, encoder_identity
+from .text_encoder_files import TextEncoderFiles, choose_weights, tokenizer_folders
 
 SD3_MEDIUM_CONFIGS = Path(__file__).resolve().parent / "configs" / "sd3-medium"
 TRANSFORMER_PREFIX, VAE_PREFIX = "model.diffusion_model.", "first_stage_model."
-TEXT_PREFIXES = {
-    "text_encoder": "text_encoders.clip_l.transformer.",
-    "text_encoder_2": "text_encoders.clip_g.transformer.",
-    "text_encoder_3": "text_encoders.t5xxl.transformer.",
-}
 
 
 def single_file_keys(path: Path) -> set:
@@ -47,52 +41,7 @@ def load_single_file(path, dtype: torch.dtype, configs=SD3_MEDIUM_CONFIGS):
     return transformer, vae
 
 
-class SingleFileTextEncoders:
+def SingleFileTextEncoders(path, dtype, tokenizer_dirs: dict, configs=SD3_MEDIUM_CONFIGS) -> TextEncoderFiles:
     """Text encoders inside an SD3 single file (``incl_clips`` variants), tokenizers from given folders."""
-
-    def __init__(self, path, dtype, tokenizer_dirs: dict, configs=SD3_MEDIUM_CONFIGS):
-        self.path, self.dtype, self.tokenizer_dirs, self.configs = Path(path), dtype, tokenizer_dirs, Path(configs)
-
-    @property
-    def identity(self) -> str:
-        return encoder_identity([self.path], self.dtype)
-
-    def _state(self, name: str) -> dict:
-        prefix = TEXT_PREFIXES[name]
-        with safe_open(str(self.path), framework="pt") as f:
-            state = {k[len(prefix):]: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)}
-        if not state:
-            raise WeightsError(
-                f"{self.path.name} has no {name} weights ({prefix}*): the prompt is not in the prompt cache, so the "
-                "text encoders are needed; use an sd3_medium_incl_clips_t5xxl* file or the diffusers folder"
-            )
-        return state
-
-    def _model(self, name, config_cls, model_cls):
-        config = config_cls.from_json_file(str(self.configs / name / "config.json"))
-        state = self._state(name)
-        if model_cls is CLIPTextModelWithProjection and "text_projection.weight" not in state:
-            state["text_projection.weight"] = torch.eye(config.projection_dim, config.hidden_size)  # unprojected pooled
-        if model_cls is T5EncoderModel and "encoder.embed_tokens.weight" not in state:
-            state["encoder.embed_tokens.weight"] = state["shared.weight"]
-        model, info = model_cls.from_pretrained(
-            None, config=config, state_dict=state, torch_dtype=self.dtype, output_loading_info=True
-        )
-        missing = [k for k in info["missing_keys"] if not k.endswith("position_ids")]
-        if missing:
-            raise WeightsError(f"{self.path.name}: {name} weights are incomplete, missing {missing[:5]}")
-        return model.eval().requires_grad_(False)
-
-    def load(self) -> TextEncoders:
-        dirs = self.tokenizer_dirs
-        missing = [k for k in ("clip", "t5") if not dirs.get(k) or not Path(dirs[k]).is_dir()]
-        if missing:
-            raise WeightsError(f"tokenizer folders not found for {missing} (searched: {dirs}); they are needed on a prompt-cache miss")
-        return TextEncoders(
-            tokenizer=CLIPTokenizer.from_pretrained(dirs["clip"], model_max_length=77),
-            tokenizer_2=CLIPTokenizer.from_pretrained(dirs["clip"], model_max_length=77, pad_token="!"),
-            tokenizer_3=T5TokenizerFast.from_pretrained(dirs["t5"]),
-            text_encoder=self._model("text_encoder", CLIPTextConfig, CLIPTextModelWithProjection),
-            text_encoder_2=self._model("text_encoder_2", CLIPTextConfig, CLIPTextModelWithProjection),
-            text_encoder_3=self._model("text_encoder_3", T5Config, T5EncoderModel),
-        )
+    weights = choose_weights(path, {}, (), configs)
+    return TextEncoderFiles(weights, dtype, tokenizer_folders(path, tokenizer_dirs), configs, identity_files=[Path(path)])
