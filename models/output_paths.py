@@ -39,8 +39,10 @@ def check_name(name, input_name: str, example: str) -> tuple:
     parts = [p for p in split(name) if p not in ("", ".")]
     if ".." in parts:
         raise ValueError(f"{input_name}: {name!r} climbs out with '..'; {expected}")
-    if not parts or not name.strip():
+    if not parts:
         raise ValueError(f"{input_name}: {name!r} names the output folder itself; {expected}")
+    if any(not part.strip() for part in parts):
+        raise ValueError(f"{input_name}: {name!r} has a blank folder or file name; {expected}")
     for part in parts:
         if byte_length(part) > MAX_NAME_BYTES:
             raise ValueError(

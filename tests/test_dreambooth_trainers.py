@@ -148,3 +148,22 @@ def test_the_dreambooth_workflow_writes_such_a_dataset_headless(comfy, tmp_path)
     for p in photos:
         mask = Image.open(folder / "masks" / p.name)
         assert mask.mode == "L" and mask.size == Image.open(p).size
+
+
+def test_a_list_of_photos_is_saved_as_one_dataset(comfy):
+    """INPUT_IS_LIST: photos arriving as a list (here from core Rebatch Images; image-list loaders of other packs
+    give lists of different sizes) and masks mapped per photo become one dataset."""
+    Image.fromarray(np.full((36, 52, 3), 200, np.uint8)).save(comfy.dirs["input"] / "list_photo.png")
+    graph = {
+        "load": {"class_type": "LoadImage", "inputs": {"image": "list_photo.png"}},
+        "batch": {"class_type": "RepeatImageBatch", "inputs": {"image": ["load", 0], "amount": 3}},
+        "list": {"class_type": "RebatchImages", "inputs": {"images": ["batch", 0], "batch_size": 1}},
+        "mask": {"class_type": "ImageToMask", "inputs": {"image": ["list", 0], "channel": "red"}},
+        "save": {"class_type": "PersamSaveDreamBoothDataset", "inputs": {
+            "images": ["list", 0], "masks": ["mask", 0], "folder": "dreambooth/list_check", "caption": "a photo of sks box",
+            "onetrainer_masklabels": False, "resolution": "512 (SD1.5)"}},
+    }
+    folder = comfy.dirs["output"] / comfy.run(graph)["outputs"]["save"]["text"][0]
+    assert [p.name for p in image_files((folder / "images").iterdir())] == ["0001.png", "0002.png", "0003.png"]
+    assert not (folder / "onetrainer").exists()
+    assert tomllib.loads((folder / "dataset.toml").read_text(encoding="utf-8"))["datasets"][0]["resolution"] == 512

@@ -58,11 +58,13 @@ def depth_graph(prefix):
 
 
 def snapshot(comfy, outside):
-    """Hashes of every file (and the set of folders) under the server's folders, the output folder's siblings, and
-    the folder the symbolic link points to."""
+    """Hashes of every file (and the set of folders) under the server's folders (output, its siblings input and temp;
+    not the server's log), and the folder the symbolic link points to."""
     state = {}
     base = comfy.dirs["output"].parent
     for path in sorted(base.rglob("*")):
+        if path.name == "server.log":  # the test engine's own log
+            continue
         if path.is_symlink():
             state[str(path)] = "link"
         elif path.is_file():
