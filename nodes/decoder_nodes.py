@@ -14,7 +14,7 @@ from ..models.decoders import (
     COLORMAPS, CONVENTIONS, align_depth, colorize, decode_depth, decode_instances, decode_keypoints, decode_mask,
     decode_normals, encode_normals, normalize, to_depth,
 )
-from ..models.decoders.export import FORMATS, save_depth
+from ..models.decoders.export import FORMATS, save_depth_maps
 from . import comfy_adapter
 
 DEPTH_OUTPUTS = ("disparity (near = bright)", "relative depth (far = bright)")
@@ -155,23 +155,19 @@ class SaveDepth:
         return {
             "required": {
                 "depth": ("MASK", {"tooltip": "the depth output of RGB-to-Depth Decoder"}),
-                "filename_prefix": ("STRING", {"default": "depth/diception"}),
+                "filename_prefix": ("STRING", {"default": "depth/diception", "tooltip": "relative to the output folder: sub/folders/prefix, written as prefix_00001.png; never absolute or with '..'"}),
                 "format": (list(FORMATS), {"default": "png16+npy"}),
             }
         }
 
     def save(self, depth, filename_prefix, format):
         output_dir = os.path.realpath(folder_paths.get_output_directory())
-        target = os.path.realpath(os.path.join(output_dir, os.path.dirname(filename_prefix)))
-        if os.path.commonpath([output_dir, target]) != output_dir:
-            raise ValueError(f"filename_prefix: {filename_prefix!r} points outside the output folder")
-        prefix = os.path.basename(filename_prefix) or "depth"
+        maps = [item.float().cpu().numpy() for item in depth.reshape(-1, *depth.shape[-2:])]
         images, arrays = [], []  # PNGs show in the graph editor; .npy files are listed for API clients (/view serves them)
-        for item in depth.reshape(-1, *depth.shape[-2:]):
-            for path in save_depth(item.float().cpu().numpy(), target, prefix, format):
-                subfolder = os.path.relpath(path.parent, output_dir)
-                entry = {"filename": path.name, "subfolder": "" if subfolder == "." else subfolder, "type": "output"}
-                (images if path.suffix == ".png" else arrays).append(entry)
+        for path in save_depth_maps(output_dir, filename_prefix, maps, format):
+            subfolder = os.path.relpath(path.parent, output_dir)
+            entry = {"filename": path.name, "subfolder": "" if subfolder == "." else subfolder, "type": "output"}
+            (images if path.suffix == ".png" else arrays).append(entry)
         return {"ui": {"images": images, "depth_arrays": arrays}}
 
 

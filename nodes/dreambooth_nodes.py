@@ -4,8 +4,11 @@ import os
 
 import folder_paths
 
-from ..models.dreambooth import export_dataset, latent_loss_mask, training_mask
+from ..models.dreambooth import RESOLUTIONS, export_dataset, latent_loss_mask, training_mask
 from .persam_nodes import segment_batch
+
+RESOLUTION_CHOICES = {f"{r} ({models})": r for r, models in zip(RESOLUTIONS, ("SDXL, SD3, Flux", "SD2", "SD1.5"))}
+DEFAULT_RESOLUTION = next(iter(RESOLUTION_CHOICES))
 
 
 class DreamBoothMask:
@@ -42,13 +45,16 @@ class DreamBoothMask:
 
 class SaveDreamBoothDataset:
     DESCRIPTION = (
-        "Writes the photos and masks as a DreamBooth dataset into a new folder under the output directory: RGBA "
-        "images (kohya alpha_mask), masks/ (kohya masked_loss, SimpleTuner), NAME-masklabel.png (OneTrainer), "
-        "captions, dataset.toml and a README.txt. An existing non-empty folder is never touched: a numbered one is made."
+        "Writes the photos and masks as a DreamBooth dataset into a new folder under the output directory, in a "
+        "layout kohya sd-scripts, OneTrainer and SimpleTuner load as written: images/ (RGBA photos, alpha = mask, "
+        "and captions), masks/ (white = subject), onetrainer/ (photos, NAME-masklabel.png, captions), plus "
+        "dataset.toml (kohya), multidatabackend.json (SimpleTuner), onetrainer_concepts.json and README.txt. "
+        "An existing non-empty folder is never touched: a numbered one is made."
     )
     CATEGORY = "PerSAM"
     FUNCTION = "save"
     OUTPUT_NODE = True
+    INPUT_IS_LIST = True  # photos of different sizes arrive as a list (e.g. from an image-list loader)
     RETURN_TYPES = ("STRING",)
     RETURN_NAMES = ("folder",)
 
@@ -56,21 +62,36 @@ class SaveDreamBoothDataset:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "images": ("IMAGE",),
-                "masks": ("MASK",),
-                "folder": ("STRING", {"default": "dreambooth/subject", "tooltip": "relative to the output directory"}),
-                "caption": ("STRING", {"default": "a photo of sks dog", "tooltip": "the instance prompt"}),
-                "onetrainer_masklabels": ("BOOLEAN", {"default": True, "tooltip": "also write NAME-masklabel.png (kohya would read them as images too)"}),
-            }
+                "images": ("IMAGE", {"tooltip": "the training photos: a batch, or a list of photos of different sizes"}),
+                "masks": ("MASK", {"tooltip": "one mask per photo, white = subject (PerSAM-assisted DreamBooth Mask)"}),
+                "folder": ("STRING", {"default": "dreambooth/subject", "tooltip": "relative to the output directory; a taken folder gets _001, _002 …"}),
+                "caption": ("STRING", {"default": "a photo of sks dog", "tooltip": "the instance prompt, written on one line beside every photo"}),
+                "onetrainer_masklabels": ("BOOLEAN", {"default": True, "tooltip": "also write the onetrainer/ folder (photos + NAME-masklabel.png + captions) and onetrainer_concepts.json"}),
+            },
+            "optional": {
+                "resolution": (list(RESOLUTION_CHOICES), {"default": DEFAULT_RESOLUTION, "tooltip": "the model's native training size for kohya's dataset.toml and SimpleTuner: 1024 for SDXL, SD3 and Flux, 768 for SD2, 512 for SD1.5 (buckets keep each photo's aspect ratio and never upscale)"}),
+            },
         }
 
-    def save(self, images, masks, folder, caption, onetrainer_masklabels):
+    def save(self, images, masks, folder, caption, onetrainer_masklabels, resolution=(DEFAULT_RESOLUTION,)):
+        photos = [photo.cpu().numpy() for batch in images for photo in batch]
+        subject = [mask.cpu().numpy() for batch in masks for mask in batch.reshape(-1, *batch.shape[-2:])]
+        folder, caption, masklabels, resolution = (one_value(v, n) for v, n in (
+            (folder, "folder"), (caption, "caption"), (onetrainer_masklabels, "onetrainer_masklabels"), (resolution, "resolution")))
+        if resolution not in RESOLUTION_CHOICES:
+            raise ValueError(f"resolution: expected one of {list(RESOLUTION_CHOICES)}, got {resolution!r}")
         written = export_dataset(
-            folder_paths.get_output_directory(), folder, images.cpu().numpy(), masks.cpu().numpy(), caption,
-            onetrainer_masklabels,
+            folder_paths.get_output_directory(), folder, photos, subject, caption, masklabels, RESOLUTION_CHOICES[resolution],
         )
-        relative = os.path.relpath(written, folder_paths.get_output_directory())
+        relative = os.path.relpath(written, os.path.realpath(folder_paths.get_output_directory()))
         return {"ui": {"text": [relative]}, "result": (str(written),)}
+
+
+def one_value(values: list, name: str):
+    """INPUT_IS_LIST hands every input as a list; a setting must have one value."""
+    if len(set(map(repr, values))) != 1:
+        raise ValueError(f"{name}: expected one value for the whole dataset, got {len(values)} different ones")
+    return values[0]
 
 
 NODE_CLASS_MAPPINGS = {"PersamDreamBoothMask": DreamBoothMask, "PersamSaveDreamBoothDataset": SaveDreamBoothDataset}

@@ -37,23 +37,34 @@ def test_the_export_writes_the_documented_files_and_never_overwrites(tmp_path):
     masks[:, 4:12, 8:20] = 1
     folder = export_dataset(tmp_path, "db/dog", images, masks, "a photo of sks dog")
     names = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
-    assert names == ["0001-masklabel.png", "0001.png", "0001.txt", "0002-masklabel.png", "0002.png", "0002.txt",
-                     "README.txt", "dataset.toml", "masks/0001.png", "masks/0002.png"]
-    rgba = np.asarray(Image.open(folder / "0001.png"))
+    assert names == ["README.txt", "dataset.toml", "images/0001.png", "images/0001.txt", "images/0002.png",
+                     "images/0002.txt", "masks/0001.png", "masks/0002.png", "multidatabackend.json",
+                     "onetrainer/0001-masklabel.png", "onetrainer/0001.png", "onetrainer/0001.txt",
+                     "onetrainer/0002-masklabel.png", "onetrainer/0002.png", "onetrainer/0002.txt",
+                     "onetrainer_concepts.json"]
+    rgba = np.asarray(Image.open(folder / "images/0001.png"))
     assert rgba.shape == (24, 32, 4) and np.array_equal(rgba[..., 3], (masks[0] * 255).astype(np.uint8))
     assert np.array_equal(rgba[..., :3], (images[0] * 255).round().astype(np.uint8))
     assert np.array_equal(np.asarray(Image.open(folder / "masks/0001.png")), rgba[..., 3])
-    assert (folder / "0002.txt").read_text() == "a photo of sks dog\n"
+    assert np.array_equal(np.asarray(Image.open(folder / "onetrainer/0001-masklabel.png")), rgba[..., 3])
+    assert np.array_equal(np.asarray(Image.open(folder / "onetrainer/0001.png")), rgba[..., :3])
+    assert (folder / "images/0002.txt").read_text() == "a photo of sks dog\n"
     assert "alpha_mask = true" in (folder / "dataset.toml").read_text()
     before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
     again = export_dataset(tmp_path, "db/dog", images, masks, "other")
     assert again.name == "dog_001" and all(p.read_bytes() == b for p, b in before.items())
     bare = export_dataset(tmp_path, "db/bare", images, masks, "x", masklabels=False)
-    assert not list(bare.glob("*-masklabel.png"))
-    with pytest.raises(ValueError, match="outside the output folder"):
+    assert not (bare / "onetrainer").exists() and not (bare / "onetrainer_concepts.json").exists()
+    assert not list(bare.rglob("*-masklabel.png"))
+    with pytest.raises(ValueError, match="folder: .*climbs out"):
         export_dataset(tmp_path, "../escape", images, masks, "x")
-    with pytest.raises(ValueError, match="non-empty"):
+    with pytest.raises(ValueError, match="images: expected one or more"):
         export_dataset(tmp_path, "db/empty", images[:0], masks[:0], "x")
+    with pytest.raises(ValueError, match="caption: expected the instance prompt"):
+        export_dataset(tmp_path, "db/nocaption", images, masks, " \n ")
+    with pytest.raises(ValueError, match="resolution: expected one of"):
+        export_dataset(tmp_path, "db/res", images, masks, "x", resolution=640)
+    assert not (tmp_path / "db/empty").exists() and not (tmp_path / "db/nocaption").exists()
 
 
 def dreambooth_graph(ref_name, folder="dreambooth/sks"):
@@ -74,10 +85,10 @@ def dreambooth_graph(ref_name, folder="dreambooth/sks"):
 def test_dreambooth_nodes_write_a_dataset_for_four_photos(comfy):
     entry = comfy.run(dreambooth_graph(reference_png(comfy)))
     folder = comfy.dirs["output"] / entry["outputs"]["db_save"]["text"][0]
-    assert sorted(p.name for p in folder.glob("*.png")) == sorted(
-        [f"000{i}.png" for i in range(1, 5)] + [f"000{i}-masklabel.png" for i in range(1, 5)])
-    assert len(list((folder / "masks").glob("*.png"))) == 4 and len(list(folder.glob("*.txt"))) == 5  # + README.txt
-    assert (folder / "dataset.toml").is_file()
+    assert sorted(p.name for p in (folder / "images").glob("*.png")) == [f"000{i}.png" for i in range(1, 5)]
+    assert len(list((folder / "masks").glob("*.png"))) == 4 and len(list((folder / "images").glob("*.txt"))) == 4
+    assert len(list((folder / "onetrainer").glob("*-masklabel.png"))) == 4
+    assert (folder / "dataset.toml").is_file() and (folder / "multidatabackend.json").is_file()
     loss = Image.open(comfy.dirs["output"] / entry["outputs"]["save_loss"]["images"][0]["filename"])
     assert loss.size == (320 // 8, 240 // 8)
 
@@ -85,4 +96,4 @@ def test_dreambooth_nodes_write_a_dataset_for_four_photos(comfy):
 def test_an_output_folder_outside_the_output_directory_is_refused(comfy):
     with pytest.raises(ComfyError) as e:
         comfy.run(dreambooth_graph(reference_png(comfy), folder="../../etc/db"))
-    assert "outside the output folder" in error_message(e.value.body)
+    assert "folder: '../../etc/db' climbs out with '..'" in error_message(e.value.body)

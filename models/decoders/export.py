@@ -5,6 +5,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, PngImagePlugin
 
+from ..output_paths import output_prefix
+
 FORMATS = {"png16+npy": (".png", ".npy"), "png16": (".png",), "npy": (".npy",)}
 
 
@@ -50,3 +52,12 @@ def save_depth(depth: np.ndarray, folder, prefix: str, formats: str = "png16+npy
             np.save(path, depth.astype(np.float32))
         written.append(path)
     return written
+
+
+def save_depth_maps(output_dir, filename_prefix: str, depths, formats: str = "png16+npy") -> list:
+    """Write (H, W) depth maps under ``output_dir`` as ``filename_prefix_00001.png``… (``filename_prefix`` is checked
+    by models.output_paths: relative, inside the output folder); returns the written paths."""
+    if formats not in FORMATS:
+        raise ValueError(f"format: expected one of {list(FORMATS)}, got {formats!r}")
+    folder, prefix = output_prefix(output_dir, filename_prefix, len("_00001") + max(len(s) for s in FORMATS[formats]))
+    return [path for depth in depths for path in save_depth(depth, folder, prefix, formats)]

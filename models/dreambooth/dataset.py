@@ -1,89 +1,98 @@
-"""A DreamBooth dataset folder that the popular trainers read directly.
+"""A DreamBooth dataset folder that kohya sd-scripts, OneTrainer and SimpleTuner load as written.
 
-For each photo ``NAME`` (0001, 0002, …):
-- ``NAME.png``: RGBA, the original RGB with alpha = mask (kohya sd-scripts ``alpha_mask``);
-- ``masks/NAME.png``: grey mask, white = subject (kohya ``--masked_loss`` conditioning folder, SimpleTuner masks);
-- ``NAME-masklabel.png``: white = subject (OneTrainer), unless turned off;
-- ``NAME.txt``: the caption (instance prompt such as "a photo of sks dog").
-Plus ``dataset.toml`` (kohya) and ``README.txt`` explaining which file each trainer uses.
+Each trainer reads its own folder, which holds only what it must see (photos ``NAME`` = 0001, 0002, …)::
+
+    images/NAME.png              RGBA: the photo, alpha = mask     kohya (alpha_mask), SimpleTuner images
+    images/NAME.txt              the caption                       kohya, SimpleTuner (caption_strategy textfile)
+    masks/NAME.png               8-bit grey mask, white = subject  SimpleTuner conditioning_type "mask"
+    onetrainer/NAME.png          RGB photo                         OneTrainer concept folder
+    onetrainer/NAME-masklabel.png  the mask                        OneTrainer masked training
+    onetrainer/NAME.txt          the caption                       OneTrainer prompt source "sample"
+    dataset.toml  multidatabackend.json  onetrainer_concepts.json  README.txt
+
+kohya globs ``images/`` non-recursively; SimpleTuner walks ``images/`` and ``masks/`` recursively (so ``masks/`` is
+beside ``images/``, not inside); OneTrainer reads ``onetrainer/`` with "include subdirectories" off.
 """
 
+import json
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-README = """PerSAM-assisted DreamBooth dataset ({count} photos), written by the DICEPTION + PerSAM ComfyUI pack.
-Masks come from PerSAM personalised on one reference; white = subject. Train with a masked loss so that only
-the subject is learned (PerSAM paper, section 3.4): L = mean(M ⊙ ||eps - eps_theta||^2) at latent resolution.
+from ..output_paths import output_folder
+from .kohya import dataset_toml
+from .onetrainer import concepts
+from .readme import readme
+from .simpletuner import multidatabackend
 
-Files per photo NAME:
-  NAME.png            RGBA: the photo, alpha = mask
-  masks/NAME.png      the mask (white = subject)
-  NAME-masklabel.png  the mask again, for OneTrainer{masklabel_note}
-  NAME.txt            the caption: "{caption}"
-
-kohya sd-scripts: dataset.toml here uses the alpha channel (alpha_mask = true); train with --masked_loss:
-    accelerate launch train_network.py --dataset_config dataset.toml --masked_loss ...
-  (or set conditioning_data_dir = "masks" in the subset instead of alpha_mask). kohya reads every image in
-  this folder, the *-masklabel.png files too: for kohya-only training write the dataset without them.
-OneTrainer: concept path = this folder; enable "Masked Training"; it reads NAME-masklabel.png and NAME.txt.
-SimpleTuner: an image dataset on this folder (caption_strategy "textfile") plus a conditioning dataset of
-  type "mask" on ./masks, linked with conditioning_data.
-"""
-
-TOML = """# kohya sd-scripts dataset config (see README.txt)
-[general]
-caption_extension = ".txt"
-shuffle_caption = false
-
-[[datasets]]
-resolution = {resolution}
-batch_size = 1
-
-  [[datasets.subsets]]
-  image_dir = "{folder}"
-  num_repeats = 10
-  alpha_mask = true
-"""
-
-
-def new_folder(root, name: str) -> Path:
-    """``root/name`` if it does not exist or is empty, else ``name_001``, ``name_002`` …; never inside-out."""
-    root = Path(root).resolve()
-    target = (root / name).resolve()
-    if root != target and root not in target.parents:
-        raise ValueError(f"folder: {name!r} points outside the output folder {root}; give a relative name")
-    candidate, n = target, 0
-    while candidate.exists() and (not candidate.is_dir() or any(candidate.iterdir())):
-        n += 1
-        candidate = target.with_name(f"{target.name}_{n:03}")
-    return candidate
+RESOLUTIONS = (1024, 768, 512)  # SDXL / SD3 / Flux, SD2, SD1.5
+REPEATS = 10
 
 
 def to_uint8(array: np.ndarray) -> np.ndarray:
     return (np.clip(array, 0, 1) * 255).round().astype(np.uint8)
 
 
-def export_dataset(root, name: str, images, masks, caption: str, masklabels: bool = True) -> Path:
-    """Write the dataset into a new (or empty) folder ``root/name`` (numbered if taken) → its path."""
-    images, masks = np.asarray(images, dtype=np.float32), np.asarray(masks, dtype=np.float32)
-    if images.ndim != 4 or images.shape[0] == 0 or images.shape[-1] != 3:
-        raise ValueError(f"images: expected a non-empty (B, H, W, 3) batch, got shape {images.shape}")
-    if masks.shape != images.shape[:3]:
-        raise ValueError(f"masks: shape {masks.shape} does not match the photos' {images.shape[:3]}")
-    folder = new_folder(root, name)
-    (folder / "masks").mkdir(parents=True, exist_ok=True)
-    for i, (image, mask) in enumerate(zip(images, masks), start=1):
+def one_line_caption(caption) -> str:
+    """The caption on one line (kohya reads the first line only, OneTrainer takes each line as another prompt)."""
+    text = " ".join(str(caption).split()) if isinstance(caption, str) else ""
+    if not text:
+        raise ValueError(f"caption: expected the instance prompt, e.g. 'a photo of sks dog', got {caption!r}")
+    return text
+
+
+def check_pairs(images, masks) -> list:
+    """[(photo (H, W, 3), mask (H, W))]: a (B, H, W, 3) batch or a list of photos of any sizes, with their masks."""
+    images = [np.asarray(i, dtype=np.float32) for i in images]
+    masks = [np.asarray(m, dtype=np.float32) for m in masks]
+    if not images or any(i.ndim != 3 or i.shape[-1] != 3 or 0 in i.shape for i in images):
+        raise ValueError(f"images: expected one or more (H, W, 3) photos, got shapes {[i.shape for i in images]}")
+    if len(masks) != len(images):
+        raise ValueError(f"masks: expected one mask per photo ({len(images)}), got {len(masks)}")
+    for n, (image, mask) in enumerate(zip(images, masks), start=1):
+        if mask.shape != image.shape[:2]:
+            raise ValueError(f"masks: mask {n} is {mask.shape}, its photo {image.shape[:2]}; expected the same size")
+    return list(zip(images, masks))
+
+
+def export_dataset(root, name: str, images, masks, caption: str, masklabels: bool = True,
+                   resolution: int = 1024) -> Path:
+    """Write the dataset into a new (or empty) folder ``root/name`` (numbered if taken) → its path. ``images`` is a
+    (B, H, W, 3) batch or a list of (H, W, 3) photos of any sizes, ``masks`` the (H, W) masks in the same order.
+
+    ``masklabels`` writes the ``onetrainer/`` folder; ``resolution`` is the model's native size for kohya and
+    SimpleTuner (bucketing keeps each photo's aspect ratio and never upscales)."""
+    pairs = check_pairs(images, masks)
+    caption = one_line_caption(caption)
+    if resolution not in RESOLUTIONS:
+        raise ValueError(f"resolution: expected one of {list(RESOLUTIONS)} (the model's native size), got {resolution!r}")
+    folder = output_folder(root, name)
+    image_dir, mask_dir, onetrainer_dir = folder / "images", folder / "masks", folder / "onetrainer"
+    for sub in (image_dir, mask_dir) + ((onetrainer_dir,) if masklabels else ()):
+        sub.mkdir()
+    for i, (image, mask) in enumerate(pairs, start=1):
         stem = f"{i:04d}"
         rgb, alpha = to_uint8(image), to_uint8(mask)
-        Image.fromarray(np.dstack([rgb, alpha]), "RGBA").save(folder / f"{stem}.png")
-        Image.fromarray(alpha, "L").save(folder / "masks" / f"{stem}.png")
+        Image.fromarray(np.dstack([rgb, alpha]), "RGBA").save(image_dir / f"{stem}.png")
+        (image_dir / f"{stem}.txt").write_text(caption + "\n", encoding="utf-8")
+        Image.fromarray(alpha, "L").save(mask_dir / f"{stem}.png")
         if masklabels:
-            Image.fromarray(alpha, "L").save(folder / f"{stem}-masklabel.png")
-        (folder / f"{stem}.txt").write_text(caption.strip() + "\n")
-    note = "" if masklabels else " (not written: turned off)"
-    (folder / "README.txt").write_text(README.format(count=len(images), caption=caption.strip(), masklabel_note=note))
-    resolution = int(min(images.shape[1:3]) // 64 * 64) or 64
-    (folder / "dataset.toml").write_text(TOML.format(resolution=resolution, folder=folder.as_posix()))
+            Image.fromarray(rgb, "RGB").save(onetrainer_dir / f"{stem}.png")
+            Image.fromarray(alpha, "L").save(onetrainer_dir / f"{stem}-masklabel.png")
+            (onetrainer_dir / f"{stem}.txt").write_text(caption + "\n", encoding="utf-8")
+    write_configs(folder, resolution, masklabels)
+    (folder / "README.txt").write_text(readme(folder, len(pairs), caption, resolution, masklabels), encoding="utf-8")
     return folder
+
+
+def write_configs(folder: Path, resolution: int, masklabels: bool):
+    """dataset.toml (kohya), multidatabackend.json (SimpleTuner), onetrainer_concepts.json: absolute paths."""
+    base = folder.as_posix()
+    (folder / "dataset.toml").write_text(dataset_toml(f"{base}/images", resolution, REPEATS), encoding="utf-8")
+    backends = multidatabackend(f"{base}/images", f"{base}/masks", f"{base}/cache", resolution, REPEATS)
+    (folder / "multidatabackend.json").write_text(json.dumps(backends, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    if masklabels:
+        concept = concepts(folder.name, f"{base}/onetrainer", float(REPEATS))
+        (folder / "onetrainer_concepts.json").write_text(json.dumps(concept, indent=2, ensure_ascii=False) + "\n",
+                                                         encoding="utf-8")

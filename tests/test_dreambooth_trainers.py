@@ -1,0 +1,169 @@
+"""The trainers' conventions on a dataset the pack writes (checked against kohya sd-scripts, OneTrainer and SimpleTuner's
+own loaders by hand, see README; CI cannot fetch them): kohya's toml rules, the folders each trainer walks hold only
+what it must see, masks (size, polarity, bit depth), odd folder names; and the workflow writing one headless."""
+
+import json
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from models.dreambooth import export_dataset
+from models.dreambooth.kohya import toml_string
+
+ROOT = Path(__file__).resolve().parent.parent
+SIZES = [(48, 80), (96, 64), (40, 120)]  # (h, w): landscape, portrait, wide
+KOHYA_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".avif", ".jxl")  # kohya's IMAGE_EXTENSIONS (and more)
+
+
+def photos_and_masks():
+    rng = np.random.default_rng(0)
+    photos, masks = [], []
+    for h, w in SIZES:
+        mask = np.zeros((h, w), np.float32)
+        mask[h // 4: 3 * h // 4, w // 3: 2 * w // 3] = 1
+        photos.append(rng.random((h, w, 3)).astype(np.float32))
+        masks.append(mask)
+    return photos, masks
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    photos, masks = photos_and_masks()
+    return export_dataset(tmp_path, "db/toy", photos, masks, "a photo of sks toy"), masks
+
+
+def image_files(paths):
+    return sorted(p for p in paths if p.is_file() and p.suffix.lower() in KOHYA_EXTENSIONS)
+
+
+@pytest.mark.parametrize("resolution", [512, 768, 1024])
+def test_kohya_toml_parses_with_bucketing_and_a_model_native_resolution(tmp_path, resolution):
+    photos, masks = photos_and_masks()
+    folder = export_dataset(tmp_path, "db", photos, masks, "a photo of sks toy", resolution=resolution)
+    config = tomllib.loads((folder / "dataset.toml").read_text(encoding="utf-8"))
+    dataset = config["datasets"][0]
+    assert dataset["resolution"] == resolution and dataset["enable_bucket"] is True and dataset["bucket_no_upscale"] is True
+    assert dataset["min_bucket_reso"] <= resolution <= dataset["max_bucket_reso"]
+    assert dataset["min_bucket_reso"] % dataset["bucket_reso_steps"] == 0 == dataset["max_bucket_reso"] % dataset["bucket_reso_steps"]
+    subset = dataset["subsets"][0]
+    assert subset["alpha_mask"] is True and "conditioning_data_dir" not in subset
+    assert Path(subset["image_dir"]).is_absolute() and Path(subset["image_dir"]) == folder / "images"
+    assert config["general"]["caption_extension"] == ".txt"
+    backends = json.loads((folder / "multidatabackend.json").read_text(encoding="utf-8"))
+    assert {b["resolution"] for b in backends if "resolution" in b} == {resolution}
+
+
+def test_each_trainer_walks_a_folder_holding_only_what_it_must_see(dataset):
+    folder, masks = dataset
+    n = len(SIZES)
+    # kohya: image_dir globbed non-recursively; each image has a one-line caption NAME.txt
+    kohya = image_files((folder / "images").iterdir())
+    assert [p.name for p in kohya] == ["0001.png", "0002.png", "0003.png"]
+    for p in kohya:
+        assert Image.open(p).mode == "RGBA"
+        assert p.with_suffix(".txt").read_text(encoding="utf-8").splitlines() == ["a photo of sks toy"]
+    # SimpleTuner: os.walk of each instance_data_dir (recursive); masks paired by the same relative path
+    images_b, masks_b, text_b = json.loads((folder / "multidatabackend.json").read_text(encoding="utf-8"))
+    walked = {b["id"]: image_files(Path(r) / f for r, _, fs in os.walk(b["instance_data_dir"]) for f in fs)
+              for b in (images_b, masks_b)}
+    assert walked[images_b["id"]] == kohya and len(walked[masks_b["id"]]) == n
+    assert [p.relative_to(folder / "masks") for p in walked[masks_b["id"]]] == [p.relative_to(folder / "images") for p in kohya]
+    assert images_b["dataset_type"] == "image" and images_b["conditioning_data"] == masks_b["id"]
+    assert images_b["caption_strategy"] == "textfile" and text_b["dataset_type"] == "text_embeds"
+    assert masks_b["dataset_type"] == "conditioning" and masks_b["conditioning_type"] == "mask"
+    images_dir, masks_dir = Path(images_b["instance_data_dir"]), Path(masks_b["instance_data_dir"])
+    assert images_dir not in masks_dir.parents and masks_dir not in images_dir.parents  # neither walks the other
+    # OneTrainer: the concept folder, non-recursive, "-masklabel" excluded from images; NAME-masklabel.png + NAME.txt
+    concept, = json.loads((folder / "onetrainer_concepts.json").read_text(encoding="utf-8"))
+    assert concept["include_subdirectories"] is False and concept["text"]["prompt_source"] == "sample"
+    onetrainer = Path(concept["path"])
+    assert onetrainer == folder / "onetrainer" and not [p for p in onetrainer.iterdir() if p.is_dir()]
+    photos = [p for p in image_files(onetrainer.iterdir()) if not p.stem.endswith("-masklabel")]
+    assert [p.name for p in photos] == ["0001.png", "0002.png", "0003.png"]
+    for p in photos:
+        assert (onetrainer / f"{p.stem}-masklabel.png").is_file() and Image.open(p).mode == "RGB"
+        assert p.with_suffix(".txt").read_text(encoding="utf-8") == "a photo of sks toy\n"
+    # nothing else anywhere: the top level holds only the three folders and the configs
+    assert sorted(p.name for p in folder.iterdir()) == ["README.txt", "dataset.toml", "images", "masks",
+                                                        "multidatabackend.json", "onetrainer", "onetrainer_concepts.json"]
+
+
+def test_masks_have_the_photo_size_8_bits_and_white_on_the_subject(dataset):
+    folder, masks = dataset
+    for i, ((h, w), mask) in enumerate(zip(SIZES, masks), start=1):
+        rgba = Image.open(folder / "images" / f"{i:04d}.png")
+        for path in (folder / "masks" / f"{i:04d}.png", folder / "onetrainer" / f"{i:04d}-masklabel.png"):
+            image = Image.open(path)
+            assert image.mode == "L" and image.size == (w, h) == rgba.size  # 8-bit grey, PIL size is (w, h)
+            pixels = np.asarray(image)
+            assert pixels.dtype == np.uint8 and set(np.unique(pixels)) == {0, 255}
+            assert np.array_equal(pixels == 255, mask > 0.5)  # white = subject
+            assert np.array_equal(pixels, np.asarray(rgba)[..., 3])  # the same mask as kohya's alpha
+
+
+@pytest.mark.parametrize("name", ['quote"d', "back\\slash", "new\nline", "tab\tand #hash", "ünïcødé 狗 🐕", "[brackets]*?",
+                                  "trailing space "])
+def test_odd_folder_names_round_trip_through_toml_and_json(tmp_path, name):
+    photos, masks = photos_and_masks()
+    folder = export_dataset(tmp_path, f"db/{name}", photos[:1], masks[:1], "a photo of sks toy")
+    assert folder.name == name
+    subset = tomllib.loads((folder / "dataset.toml").read_text(encoding="utf-8"))["datasets"][0]["subsets"][0]
+    assert subset["image_dir"] == (folder / "images").as_posix() and Path(subset["image_dir"]).is_dir()
+    backends = json.loads((folder / "multidatabackend.json").read_text(encoding="utf-8"))
+    assert backends[1]["instance_data_dir"] == (folder / "masks").as_posix()
+    assert json.loads((folder / "onetrainer_concepts.json").read_text(encoding="utf-8"))[0]["path"] == (folder / "onetrainer").as_posix()
+
+
+def test_toml_strings_escape_every_control_character():
+    text = "".join(chr(c) for c in range(0x80)) + '\\"\u00e9\U0001F415'
+    assert tomllib.loads(f"x = {toml_string(text)}")["x"] == text
+    with pytest.raises(ValueError, match="not UTF-8"):
+        toml_string("bad\udcff")
+
+
+def test_the_dreambooth_workflow_writes_such_a_dataset_headless(comfy, tmp_path):
+    from test_workflows import TINY
+
+    port = comfy.url.rsplit(":", 1)[1]
+    images = [str(p) for p in (ROOT / "workflows" / "images").glob("*.png")]
+    name = "dreambooth/headless_check"
+    cmd = [sys.executable, str(ROOT / "scripts" / "queue_workflow.py"), str(ROOT / "workflows" / "api" / "persam_dreambooth_dataset.json"),
+           "--port", port, "--out", str(tmp_path / "out"), "--set", f"PersamSaveDreamBoothDataset.folder={name}"]
+    cmd += [a for i in images for a in ("--image", i)] + [a for s in TINY for a in ("--set", s)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    folder = max((comfy.dirs["output"] / "dreambooth").glob("headless_check*"), key=lambda p: p.stat().st_mtime)
+    config = tomllib.loads((folder / "dataset.toml").read_text(encoding="utf-8"))
+    assert config["datasets"][0]["resolution"] == 1024 and config["datasets"][0]["enable_bucket"] is True
+    photos = image_files((folder / "images").iterdir())
+    assert len(photos) == 2 and all(Image.open(p).mode == "RGBA" for p in photos)
+    assert [p.name for p in image_files((folder / "masks").iterdir())] == [p.name for p in photos]
+    assert len(list((folder / "onetrainer").glob("*-masklabel.png"))) == 2
+    for p in photos:
+        mask = Image.open(folder / "masks" / p.name)
+        assert mask.mode == "L" and mask.size == Image.open(p).size
+
+
+def test_a_list_of_photos_is_saved_as_one_dataset(comfy):
+    """INPUT_IS_LIST: photos arriving as a list (here from core Rebatch Images; image-list loaders of other packs
+    give lists of different sizes) and masks mapped per photo become one dataset."""
+    Image.fromarray(np.full((36, 52, 3), 200, np.uint8)).save(comfy.dirs["input"] / "list_photo.png")
+    graph = {
+        "load": {"class_type": "LoadImage", "inputs": {"image": "list_photo.png"}},
+        "batch": {"class_type": "RepeatImageBatch", "inputs": {"image": ["load", 0], "amount": 3}},
+        "list": {"class_type": "RebatchImages", "inputs": {"images": ["batch", 0], "batch_size": 1}},
+        "mask": {"class_type": "ImageToMask", "inputs": {"image": ["list", 0], "channel": "red"}},
+        "save": {"class_type": "PersamSaveDreamBoothDataset", "inputs": {
+            "images": ["list", 0], "masks": ["mask", 0], "folder": "dreambooth/list_check", "caption": "a photo of sks box",
+            "onetrainer_masklabels": False, "resolution": "512 (SD1.5)"}},
+    }
+    folder = comfy.dirs["output"] / comfy.run(graph)["outputs"]["save"]["text"][0]
+    assert [p.name for p in image_files((folder / "images").iterdir())] == ["0001.png", "0002.png", "0003.png"]
+    assert not (folder / "onetrainer").exists()
+    assert tomllib.loads((folder / "dataset.toml").read_text(encoding="utf-8"))["datasets"][0]["resolution"] == 512
