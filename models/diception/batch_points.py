@@ -36,6 +36,19 @@ def parse_batch_points(points, width: int, height: int, batch: int) -> list:
     return parsed
 
 
+def points_for_batch(points, batch: int) -> list:
+    """``points`` as one list of (x, y) for every image, or one list per image → a list of ``batch`` lists."""
+    points = list(points or [])
+    per_image = bool(points) and all(isinstance(p, (list, tuple)) and all(isinstance(q, (list, tuple)) for q in p) for p in points)
+    if not per_image:
+        return [points] * batch
+    if len(points) == 1:
+        return [list(points[0])] * batch
+    if len(points) != batch:
+        raise ValueError(f"points: {len(points)} point lists for a batch of {batch} images; give one list per image, or one list for all")
+    return [list(p) for p in points]
+
+
 def is_per_image(points) -> bool:
     """A non-empty list whose items are all lists of points (dicts or pairs), not a list of points."""
     return (

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from diffusers import FlowMatchEulerDiscreteScheduler
 from PIL import Image
 
+from .batch_points import points_for_batch
 from .point_encoder import MAX_POINTS
 from .prompts import PromptCache, encode_prompt
 from .tasks import POINT_TASK, task_prompt
@@ -166,19 +167,6 @@ class DicePipeline:
             self.prepare("vae", [self.vae])
             answers.append(postprocess(self.decode(latents), h, w))
         return torch.cat(answers)
-
-
-def points_for_batch(points, batch: int) -> list:
-    """``points`` as one list of (x, y) for every image, or one list per image → a list of ``batch`` lists."""
-    points = list(points or [])
-    per_image = bool(points) and all(isinstance(p, (list, tuple)) and all(isinstance(q, (list, tuple)) for q in p) for p in points)
-    if not per_image:
-        return [points] * batch
-    if len(points) == 1:
-        return [list(points[0])] * batch
-    if len(points) != batch:
-        raise ValueError(f"points: {len(points)} point lists for a batch of {batch} images; give one list per image, or one list for all")
-    return [list(p) for p in points]
 
 
 def chunk_inputs(embeds: dict, prompt: str, point_embeds: torch.Tensor, cfg: bool):
