@@ -2,7 +2,7 @@
 
 import torch
 
-from ..models.diception import COCO_CATEGORIES, TASK_PROMPTS, load_pipeline, parse_points
+from ..models.diception import COCO_CATEGORIES, TASK_PROMPTS, load_pipeline, parse_batch_points
 from . import comfy_adapter, model_folders, text_encoder_device
 
 DTYPES = {"auto": None, "bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
@@ -111,7 +111,7 @@ class PerceiveTask:
                 "image": ("IMAGE",),
                 "task": (list(TASK_PROMPTS), {"default": "depth"}),
                 "category": (["none"] + list(COCO_CATEGORIES), {"default": "none", "tooltip": "COCO class, for semantic segmentation only"}),
-                "points": ("STRING", {"default": "[]", "multiline": False, "tooltip": 'Point segmentation only: 1 to 5 points in pixels of the input, KJNodes Points Editor JSON [{"x": 120, "y": 80}]'}),
+                "points": ("STRING", {"default": "[]", "multiline": False, "tooltip": 'Point segmentation only: 1 to 5 points in pixels of the input, KJNodes Points Editor JSON [{"x": 120, "y": 80}] for every image, or one such list per image of the batch (as PerSAM Segment emits)'}),
                 "steps": ("INT", {"default": 28, "min": 1, "max": 200}),
                 "guidance": ("FLOAT", {"default": 2.0, "min": 0.0, "max": 20.0, "step": 0.1, "tooltip": "classifier-free guidance; 1.0 or less turns it off"}),
                 "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "tooltip": "noise is drawn on the CPU: the same seed gives the same answer on any device"}),
@@ -119,14 +119,15 @@ class PerceiveTask:
             },
             "optional": {
                 "point_order": (list(POINT_ORDERS), {"default": "yx (training data)", "tooltip": "slot order of point coordinates; the official code disagrees with itself (see README)"}),
+                "batch_size": ("INT", {"default": 4, "min": 1, "max": 64, "tooltip": "images per transformer / VAE call: larger is faster per image and needs more memory; the answers do not depend on it"}),
             },
         }
 
-    def perceive(self, model, image, task, category, points, steps, guidance, seed, resolution, point_order="yx (training data)"):
+    def perceive(self, model, image, task, category, points, steps, guidance, seed, resolution, point_order="yx (training data)", batch_size=4):
         if image.ndim != 4 or 0 in image.shape:
             raise ValueError(f"image: expected a non-empty IMAGE batch, got shape {tuple(image.shape)}")
         _, height, width, _ = image.shape
-        parsed = parse_points(points, width, height)
+        parsed = parse_batch_points(points, width, height, image.shape[0])
         progress = comfy_adapter.Progress(image.shape[0] * steps)
         answers = model.pipeline(
             image,
@@ -139,6 +140,7 @@ class PerceiveTask:
             resolution=resolution,
             point_order=POINT_ORDERS[point_order],
             callback=progress,
+            batch_size=batch_size,
         )
         return (answers,)
 

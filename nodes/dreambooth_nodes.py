@@ -37,7 +37,7 @@ class DreamBoothMask:
         }
 
     def masks(self, reference, images, grow_pixels, feather_pixels, fill_holes, vae_factor):
-        found, _ = segment_batch(reference, images)
+        found = segment_batch(reference, images).masks
         masks = training_mask(found, grow_pixels, feather_pixels, fill_holes)
         preview = images * (0.25 + 0.75 * masks[..., None])
         return (masks, latent_loss_mask(masks, vae_factor), preview)

@@ -5,7 +5,8 @@ import logging
 
 import torch
 
-from ..models.persam import encode_image, load_sam, make_reference, segment_instances
+from ..models.persam import encode_image, load_sam, make_reference
+from ..models.persam.frames import segment_frames
 from ..models.persam.predict import predict
 from . import comfy_adapter, model_folders
 
@@ -104,13 +105,14 @@ class PersamReferenceNode:
 class PersamSegment:
     DESCRIPTION = (
         "Segments the reference's subject in every image of a batch (or video frames): location prior, "
-        "target-guided attention, target-semantic prompting, cascaded refinement. Outputs the masks, the positive "
-        "points as KJNodes JSON (for Perceive Task's points) and a preview."
+        "target-guided attention, target-semantic prompting, cascaded refinement. Outputs the masks (union of the "
+        "instances per image), each image's positive points as a JSON list of KJNodes lists (for Perceive Task's "
+        "points), a preview, and one mask per instance with its image and its image index."
     )
     CATEGORY = "PerSAM"
     FUNCTION = "segment"
-    RETURN_TYPES = ("MASK", "STRING", "IMAGE")
-    RETURN_NAMES = ("masks", "points", "preview")
+    RETURN_TYPES = ("MASK", "STRING", "IMAGE", "MASK", "IMAGE", "STRING")
+    RETURN_NAMES = ("masks", "points", "preview", "instance_masks", "instance_images", "instance_index")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -119,33 +121,30 @@ class PersamSegment:
             "optional": {
                 "max_instances": ("INT", {"default": 1, "min": 1, "max": 16, "tooltip": "find up to this many instances of the subject"}),
                 "overlap_stop": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip": "stop when a new mask lies this much on earlier ones"}),
+                "video": ("BOOLEAN", {"default": False, "tooltip": "frames of ONE shot, in order: each instance's box in the previous frame also prompts the next frame (as the official persam_video.py)"}),
+                "batch_size": ("INT", {"default": 4, "min": 1, "max": 64, "tooltip": "images per SAM image-encoder call: larger is faster per image and needs more memory; the masks do not depend on it"}),
             },
         }
 
-    def segment(self, reference, images, max_instances=1, overlap_stop=0.5):
-        masks, points = segment_batch(reference, images, max_instances, overlap_stop)
-        return (masks, json.dumps(points[0]), overlay(images, masks))
+    def segment(self, reference, images, max_instances=1, overlap_stop=0.5, video=False, batch_size=4):
+        result = segment_batch(reference, images, max_instances, overlap_stop, video, batch_size)
+        points = json.dumps([[{"x": x, "y": y} for x, y in frame] for frame in result.points])
+        instance_images = images[result.instance_frames or [0]]
+        return (result.masks, points, overlay(images, result.masks), result.instance_masks, instance_images,
+                json.dumps(result.instance_frames))
 
 
-def segment_batch(reference: PersamReference, images, max_instances=1, overlap_stop=0.5):
-    """Masks (B, H, W) of the subject (union of instances) and each image's positive points (≤ 5, KJNodes
-    format); progress per image, interrupt between images; a warning for an image where nothing is found."""
+def segment_batch(reference: PersamReference, images, max_instances=1, overlap_stop=0.5, video=False, batch_size=4):
+    """``segment_frames`` with ComfyUI's progress bar (per image; interrupt between images) and a warning for
+    each image where nothing is found."""
     if images.ndim != 4 or 0 in images.shape:
         raise ValueError(f"images: expected a non-empty IMAGE batch, got shape {tuple(images.shape)}")
-    sam = reference.model.ready()
     progress = comfy_adapter.Progress(images.shape[0])
-    masks, points = [], []
-    for i, image in enumerate(images):
-        instances = segment_instances(sam, reference.reference, image, max_instances, overlap_stop)
-        if not instances[0].found:
-            log.warning("PerSAM found nothing in image %d of the batch; its mask is all zero", i)
-        masks.append(torch.stack([r.mask for r in instances]).any(0).float().cpu())
-        points.append([
-            {"x": int(x), "y": int(y)}
-            for r in instances for (x, y), label in zip(r.points.tolist(), r.labels.tolist()) if label == 1
-        ][:5])
-        progress(i + 1, images.shape[0])
-    return torch.stack(masks), points
+    result = segment_frames(reference.model.ready(), reference.reference, images, batch_size, max_instances,
+                            overlap_stop, video, callback=progress)
+    for i in result.empty_frames:
+        log.warning("PerSAM found nothing in image %d of the batch; its mask is all zero", i)
+    return result
 
 
 def overlay(images: torch.Tensor, masks: torch.Tensor, colour=(1.0, 0.2, 0.2), alpha=0.5) -> torch.Tensor:

@@ -5,12 +5,12 @@ def load_diception(checkpoint="diception_tiny.pth", dtype="fp32"):
     return {"class_type": "DiceptionLoad", "inputs": {"base_model": "tiny_sd3", "checkpoint": checkpoint, "dtype": dtype}}
 
 
-def perceive(image_link, task="depth", points="[]", category="none", steps=1, guidance=1.0, seed=0, resolution=64):
+def perceive(image_link, task="depth", points="[]", category="none", steps=1, guidance=1.0, seed=0, resolution=64, **optional):
     return {
         "class_type": "DiceptionPerceiveTask",
         "inputs": {
             "model": ["model", 0], "image": image_link, "task": task, "category": category, "points": points,
-            "steps": steps, "guidance": guidance, "seed": seed, "resolution": resolution,
+            "steps": steps, "guidance": guidance, "seed": seed, "resolution": resolution, **optional,
         },
     }
 

@@ -40,11 +40,15 @@ def with_listener(comfy, action):
         thread.join(5)
 
 
-def test_progress_advances_per_step_and_image(comfy):
+def test_progress_advances_per_step_and_chunk(comfy):
+    """The bar counts image-steps: one image per call advances it by 1 per step, a chunk of 2 by 2."""
     name = save_fixture_image(comfy, FIXTURES / "diception/images/rect_96x72.png", "rect.png")
-    _, messages = with_listener(comfy, lambda _: comfy.run(diception_graph(name, batch=2, steps=3, seed=11)))
+    _, messages = with_listener(comfy, lambda _: comfy.run(diception_graph(name, batch=2, steps=3, seed=11, batch_size=1)))
     values = [(p["value"], p["max"]) for p in progress_of(messages)]
     assert values == [(i, 6) for i in range(1, 7)], values
+    _, messages = with_listener(comfy, lambda _: comfy.run(diception_graph(name, batch=3, steps=2, seed=11, batch_size=2, prefix="chunks")))
+    values = [(p["value"], p["max"]) for p in progress_of(messages)]
+    assert values == [(2, 6), (4, 6), (5, 6), (6, 6)], values
 
 
 def test_interrupt_stops_within_one_step(comfy):

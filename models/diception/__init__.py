@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from .batch_points import parse_batch_points
 from .checkpoint import convert, load_checkpoint
 from .loading import (
     TextEncoderSource,

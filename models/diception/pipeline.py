@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from diffusers import FlowMatchEulerDiscreteScheduler
 from PIL import Image
 
+from .batch_points import points_for_batch
 from .point_encoder import MAX_POINTS
 from .prompts import PromptCache, encode_prompt
 from .tasks import POINT_TASK, task_prompt
@@ -126,13 +127,15 @@ class DicePipeline:
         resolution: int = 768,
         point_order: str = "yx",
         callback: Optional[Callable[[int, int], None]] = None,
+        batch_size: int = 4,
     ) -> torch.Tensor:
         """images (B, H, W, 3) in [0, 1] → answers (B, H, W, 3) in [0, 1] at the input size.
 
-        ``points`` are pixel (x, y) pairs of the input image (point segmentation only). The noise is
-        drawn on the CPU from ``seed`` for the whole batch, so the same seed gives the same answer on
-        any device and whatever the batch is split into. ``callback(done, total)`` runs after every
-        denoising step of every image; raise from it to interrupt.
+        ``points`` are pixel (x, y) pairs of the input image (point segmentation only): one list for every
+        image, or a list of B lists, one per image. Images are VAE-encoded, denoised and decoded
+        ``batch_size`` at a time. The noise is drawn on the CPU from ``seed`` for the whole batch, so the same
+        seed gives the same answer on any device and whatever ``batch_size`` is. ``callback(done, total)``
+        runs after every denoising step of every chunk, counting image-steps; raise from it to interrupt.
         """
         if images.ndim != 4 or images.shape[-1] != 3 or 0 in images.shape:
             raise ValueError(f"images: expected a (B, H, W, 3) batch with B, H, W > 0, got shape {tuple(images.shape)}")
@@ -144,45 +147,52 @@ class DicePipeline:
                 f"pos_embed_max_size {self.transformer.config.pos_embed_max_size} × patch size "
                 f"{self.transformer.config.patch_size} × VAE factor {self.vae_factor}); DICEPTION was trained at 768"
             )
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size: expected at least 1 image per call, got {batch_size}")
         b, h, w, _ = images.shape
         prompt = task_prompt(task, category)
-        if points and task != POINT_TASK:
-            raise ValueError(f"points: only the {POINT_TASK!r} task takes points; task {task!r} got {len(points)}")
-        if task == POINT_TASK and not points:
-            raise ValueError(f"points: the {POINT_TASK!r} task needs 1 to {MAX_POINTS} points on the image")
+        per_image = points_for_batch(points, b)
+        if any(per_image) and task != POINT_TASK:
+            raise ValueError(f"points: only the {POINT_TASK!r} task takes points; task {task!r} got some")
+        if task == POINT_TASK:
+            for i, image_points in enumerate(per_image):
+                if not image_points:
+                    where = f" (image {i} of the batch)" if b > 1 else ""
+                    raise ValueError(f"points: the {POINT_TASK!r} task needs 1 to {MAX_POINTS} points on the image{where}")
 
         cfg = guidance > 1.0
         embeds = self.encode_prompts([prompt, ""] if cfg else [prompt])
-        coords, labels = point_slots(points, w, h, point_order)
+        slots = [point_slots(p, w, h, point_order) for p in per_image]
         self.prepare("denoiser", [self.transformer, self.point_encoder])
-        point_embeds = self.point_encoder(coords.to(self.transformer.device), labels.to(self.transformer.device))
-        if cfg:
-            (uncond, uncond_pooled), (text, pooled) = embeds[""], embeds[prompt]
-            inputs = ((uncond, text), (uncond_pooled, pooled), (torch.zeros_like(point_embeds), point_embeds))
-        else:
-            inputs = (*embeds[prompt], point_embeds)
+        device = self.transformer.device
+        point_embeds = self.point_encoder(torch.cat([c for c, _ in slots]).to(device), torch.cat([l for _, l in slots]).to(device))
         latent_size = resolution // 8
         noise = initial_noise(seed, (b, self.transformer.config.in_channels, latent_size, latent_size))
 
         total = b * steps
         answers = []
-        for i in range(b):
-            pixels = preprocess(images[i : i + 1], resolution)
+        for start in range(0, b, batch_size):
+            stop = min(b, start + batch_size)
+            pixels = torch.cat([preprocess(images[i : i + 1], resolution) for i in range(start, stop)])
             self.prepare("vae", [self.vae])
             cond_latents = self.encode_image(pixels)
             self.prepare("denoiser", [self.transformer, self.point_encoder])
-            step_callback = (lambda done, _, i=i: callback(i * steps + done, total)) if callback else None
-            latents = self.denoise(
-                noise[i : i + 1],
-                cond_latents,
-                *inputs,
-                steps=steps,
-                guidance=guidance,
-                callback=step_callback,
-            )
+            inputs = chunk_inputs(embeds, prompt, point_embeds[start:stop], cfg)
+            step_callback = (lambda done, _, start=start, n=stop - start: callback(start * steps + done * n, total)) if callback else None
+            latents = self.denoise(noise[start:stop], cond_latents, *inputs, steps=steps, guidance=guidance, callback=step_callback)
             self.prepare("vae", [self.vae])
             answers.append(postprocess(self.decode(latents), h, w))
         return torch.cat(answers)
+
+
+def chunk_inputs(embeds: dict, prompt: str, point_embeds: torch.Tensor, cfg: bool):
+    """The text, pooled and point inputs of ``denoise`` for a chunk of ``len(point_embeds)`` images."""
+    n = point_embeds.shape[0]
+    text, pooled = (t.expand(n, *t.shape[1:]) for t in embeds[prompt])
+    if not cfg:
+        return text, pooled, point_embeds
+    uncond, uncond_pooled = (t.expand(n, *t.shape[1:]) for t in embeds[""])
+    return (uncond, text), (uncond_pooled, pooled), (torch.zeros_like(point_embeds), point_embeds)
 
 
 def initial_noise(seed: int, shape) -> torch.Tensor:

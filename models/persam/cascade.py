@@ -7,6 +7,7 @@ import torch
 from .location_prior import attention_similarity, location_prior, select_points
 from .predict import mask_box, predict
 from .scale_aware import weighted_logits
+from .video import carried_prompt
 
 
 @dataclass
@@ -22,26 +23,29 @@ class Segmentation:
         return bool(self.mask.any())
 
 
-def persam_segment(sam, image, embedding, exclude=None) -> Segmentation:
+def persam_segment(sam, image, embedding, exclude=None, previous_box=None) -> Segmentation:
     """Training-free PerSAM: [positive, negative] points with target-guided attention and target-semantic
     prompting (pass 1); refinement with pass 1's logits (pass 2, best of 3); then with pass 2's box (pass 3).
-    ``exclude`` (H, W) bool: pixels already explained (other instances) get the prior's minimum."""
+    ``exclude`` (H, W) bool: pixels already explained (other instances) get the prior's minimum.
+    ``previous_box``: video, the previous frame's box of this instance also prompts pass 1 (``carried_prompt``)."""
     similarity = suppress(location_prior(embedding, image, sam), exclude)
     points, labels = select_points(similarity, negative=True)
+    points, labels, box = carried_prompt(points, labels, previous_box, *image.original_size)
     attn_sim = attention_similarity(similarity, image.features.shape[-2:])
-    first = predict(sam, image, points, labels, multimask=False, attn_sim=attn_sim, target_embedding=embedding)
+    first = predict(sam, image, points, labels, box=box, multimask=False, attn_sim=attn_sim, target_embedding=embedding)
     second = predict(sam, image, points, labels, mask_input=first.logits[0:1], multimask=True)
     result = Segmentation(second.masks[second.best()], points, labels, similarity,
                           {"attn_sim": attn_sim, "pass1": first, "pass2": second})
     return refine_with_box(sam, image, result, second.masks[second.best()], second.logits[second.best()][None], "pass3")
 
 
-def persam_f_segment(sam, image, embedding, weights, exclude=None) -> Segmentation:
+def persam_f_segment(sam, image, embedding, weights, exclude=None, previous_box=None) -> Segmentation:
     """PerSAM-F: positive point only; the three multimask logits mixed with the learned scale-aware weights,
-    then two box-prompted refinements."""
+    then two box-prompted refinements. ``previous_box`` as in ``persam_segment``."""
     similarity = suppress(location_prior(embedding, image, sam), exclude)
     points, labels = select_points(similarity, negative=False)
-    first = predict(sam, image, points, labels, multimask=True)
+    points, labels, box = carried_prompt(points, labels, previous_box, *image.original_size)
+    first = predict(sam, image, points, labels, box=box, multimask=True)
     logit_high = weighted_logits(first.logits_high, weights)
     logit = weighted_logits(first.logits, weights)
     result = Segmentation(logit_high > 0, points, labels, similarity,

@@ -39,6 +39,24 @@ def encode_image(sam, image) -> ImageFeatures:
     return ImageFeatures(features, tuple(resized.shape[:2]), tuple(array.shape[:2]))
 
 
+@torch.no_grad()
+def encode_images(sam, images, batch_size: int = 4) -> list:
+    """``encode_image`` for several images, ``batch_size`` per image-encoder call (each image is padded to
+    SAM's square input, so sizes may differ). Returns one ``ImageFeatures`` per image."""
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size: expected at least 1 image per call, got {batch_size}")
+    arrays = [as_uint8_image(image) for image in images]
+    transform = ResizeLongestSide(sam.image_encoder.img_size)
+    found = []
+    for start in range(0, len(arrays), batch_size):
+        resized = [transform.apply_image(a) for a in arrays[start : start + batch_size]]
+        tensors = [sam.preprocess(torch.as_tensor(r, device=sam.device).permute(2, 0, 1)[None].float()) for r in resized]
+        features = sam.image_encoder(torch.cat(tensors))
+        for i, (r, a) in enumerate(zip(resized, arrays[start : start + batch_size])):
+            found.append(ImageFeatures(features[i : i + 1], tuple(r.shape[:2]), tuple(a.shape[:2])))
+    return found
+
+
 def mask_on_grid(sam, mask: np.ndarray, grid) -> torch.Tensor:
     """The reference mask as SAM sees it, on the feature grid: resize-longest-side, pixel normalisation
     (channel 0), pad, bilinear to the grid. The official code keeps cells > 0, i.e. mask values above

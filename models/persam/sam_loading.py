@@ -8,6 +8,7 @@ import torch
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
 from ..weights import WeightsError, load_weights, tensors_only
+from .encoder_attention import enable_efficient_attention
 from .guided_decoder import enable_target_guidance
 
 DECODER_HEADS = 8  # SAM's value; not visible in the weights, so a config beside the checkpoint may override it
@@ -113,7 +114,7 @@ def check_config(file: Path) -> dict:
 
 def load_sam(path) -> Sam:
     """A SAM checkpoint (vit_b/l/h ``.pth`` loaded weights-only, or ``.safetensors``) → ``Sam`` in eval mode,
-    with PerSAM's target-guided mask decoder enabled."""
+    with PerSAM's target-guided mask decoder and the memory-efficient encoder attention enabled."""
     path = Path(path)
     state = load_weights(path)
     if not isinstance(state, dict) or "image_encoder.patch_embed.proj.weight" not in state or not any(
@@ -149,4 +150,5 @@ def load_sam(path) -> Sam:
             f"{' …' if len(result.missing_keys) > 5 else ''}, unexpected {result.unexpected_keys[:5]}"
         )
     enable_target_guidance(sam)
+    enable_efficient_attention(sam)
     return sam.eval().requires_grad_(False)
