@@ -193,7 +193,7 @@ class PointPicker {
     this.el.clear.disabled = !enabled || points.length === 0;
     this.el.root.dataset.enabled = String(enabled);
     this.el.status.textContent = enabled
-      ? `${points.length}/${MAX_POINTS} points · click add · drag move · shift/ctrl-click delete`
+      ? `${points.length}/${MAX_POINTS} points · drag: move · shift/ctrl-click: delete`
       : `points are used by the "${POINT_TASK}" task only (kept, ignored by this task)`;
     const ratio = window.devicePixelRatio || 1;
     const w = canvas.clientWidth || 300, h = canvas.clientHeight || HEIGHT - BAR;
