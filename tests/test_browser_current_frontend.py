@@ -195,6 +195,8 @@ def test_template_cards_show_their_pictures(editor):
 
 SETUP = """async ([image]) => {
   app.graph.clear();
+  app.canvas.ds.scale = 1;  // a loaded template may have left the view zoomed out
+  app.canvas.ds.offset = [0, 0];
   const load = LiteGraph.createNode("LoadImage");
   load.pos = [40, 60];
   app.graph.add(load);
@@ -324,7 +326,8 @@ RUN_GRAPH = """() => {
     model.widgets.find((w) => w.name === name).value = value;
   const perceive = window.__perceive;
   model.connect(0, perceive, perceive.findInputSlot("model"));
-  for (const [name, value] of [["resolution", 64], ["steps", 3], ["guidance", 1.0]])
+  // A fresh seed: the run must execute, not come from the server's cache of an earlier test's run.
+  for (const [name, value] of [["resolution", 64], ["steps", 3], ["guidance", 1.0], ["seed", 1 + Math.floor(Math.random() * 1e9)]])
     perceive.widgets.find((w) => w.name === name).value = value;
   const preview = LiteGraph.createNode("PreviewImage");
   preview.pos = [800, 60];
