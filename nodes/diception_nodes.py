@@ -1,12 +1,15 @@
 """ComfyUI nodes for DICEPTION: Load DICEPTION and Perceive Task."""
 
+import logging
+
 import torch
 
-from ..models.diception import COCO_CATEGORIES, TASK_PROMPTS, load_pipeline, parse_batch_points
+from ..models.diception import COCO_CATEGORIES, POINT_TASK, TASK_PROMPTS, load_pipeline, parse_batch_points
 from . import comfy_adapter, model_folders, text_encoder_device
 
 DTYPES = {"auto": None, "bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 POINT_ORDERS = {"yx (training data)": "yx", "xy (official inference.py)": "xy"}
+log = logging.getLogger(__name__)
 
 
 class DiceptionModel:
@@ -127,6 +130,10 @@ class PerceiveTask:
         if image.ndim != 4 or 0 in image.shape:
             raise ValueError(f"image: expected a non-empty IMAGE batch, got shape {tuple(image.shape)}")
         _, height, width, _ = image.shape
+        if task != POINT_TASK and str(points).strip() not in ("", "[]"):
+            # Points left over from the point task (the picker keeps them): not an error, just unused.
+            log.info("Perceive Task: task %r ignores the points %s (only %r uses points)", task, str(points).strip(), POINT_TASK)
+            points = "[]"
         parsed = parse_batch_points(points, width, height, image.shape[0])
         progress = comfy_adapter.Progress(image.shape[0] * steps)
         answers = model.pipeline(

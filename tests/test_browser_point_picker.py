@@ -1,7 +1,7 @@
 """The graph editor (legacy frontend bundled with the 2024-03 test engine) in headless Debian Chromium:
-the pack's nodes are registered, Perceive Task shows a point picker, two clicks become two points in the
-``points`` widget (KJNodes JSON, image pixels), a shift-click deletes one, and the value is saved with the
-workflow. Writes a screenshot of the picker (``POINT_PICKER_SCREENSHOT`` or the test's tmp folder)."""
+the pack's nodes are registered, Perceive Task shows a point picker, clicks become points in the
+``points`` widget (KJNodes JSON, image pixels), a drag moves one, shift-click and ctrl-click delete one, and
+the saved workflow holds exactly the node's inputs. Writes a screenshot of the picker (``POINT_PICKER_SCREENSHOT`` or the test's tmp folder)."""
 
 import json
 import os
@@ -39,16 +39,20 @@ SETUP = """async ([image]) => {
   return true;
 }"""
 
-# Screen position of image pixel (px, py) in the picker, from the same layout the extension uses.
-TO_SCREEN = """([px, py]) => {
-  const node = window.__perceive, img = window.__load.imgs[0];
-  const picker = node.widgets.find((w) => w.name === "point_picker");
-  const width = node.size[0], top = picker.last_y ?? picker.top;
-  const scale = Math.min((width - 20) / img.naturalWidth, (220 - 10) / img.naturalHeight);
-  const x = (width - img.naturalWidth * scale) / 2 + px * scale, y = top + 5 + py * scale;
-  const rect = app.canvas.canvas.getBoundingClientRect(), ds = app.canvas.ds;
-  return [rect.left + (node.pos[0] + x + ds.offset[0]) * ds.scale, rect.top + (node.pos[1] + y + ds.offset[1]) * ds.scale];
-}"""
+# Screen position of image pixel (px, py) in the picker (the extension's own mapping).
+TO_SCREEN = "([px, py]) => window.__perceive.diceptionPicker.imageToClient(px, py)"
+POINTS = "() => JSON.parse(window.__perceive.widgets.find((w) => w.name === 'points').value).map((p) => [p.x, p.y])"
+
+
+def click(page, point, modifier=None):
+    x, y = page.evaluate(TO_SCREEN, list(point))
+    if modifier:
+        page.keyboard.down(modifier)
+    page.mouse.click(x, y)
+    if modifier:
+        page.keyboard.up(modifier)
+    page.wait_for_timeout(150)
+    return [tuple(p) for p in page.evaluate(POINTS)]
 
 
 def test_point_picker_in_the_legacy_frontend(comfy, tmp_path):
@@ -74,34 +78,36 @@ def test_point_picker_in_the_legacy_frontend(comfy, tmp_path):
         page.evaluate(SETUP, ["picker.png"])
         page.wait_for_function("window.__load.imgs && window.__load.imgs[0] && window.__load.imgs[0].naturalWidth > 0", timeout=30000)
         page.evaluate("() => app.graph.setDirtyCanvas(true, true)")
+        page.wait_for_function("!!window.__perceive.diceptionPicker.image()", timeout=30000)
         page.wait_for_timeout(500)
 
         targets = [(20, 15), (70, 30), (10, 50)]
         for target in targets:
-            x, y = page.evaluate(TO_SCREEN, list(target))
-            page.mouse.click(x, y)
-            page.wait_for_timeout(150)
-        points = json.loads(page.evaluate("window.__perceive.widgets.find((w) => w.name === 'points').value"))
-        assert len(points) == 3
-        for point, (tx, ty) in zip(points, targets):
-            assert abs(point["x"] - tx) <= 1 and abs(point["y"] - ty) <= 1, points
-
-        x, y = page.evaluate(TO_SCREEN, list(targets[2]))
-        page.keyboard.down("Shift")
-        page.mouse.click(x, y)
-        page.keyboard.up("Shift")
+            points = click(page, target)
+        assert points == targets
+        x, y = page.evaluate(TO_SCREEN, [70, 30])
+        x2, y2 = page.evaluate(TO_SCREEN, [60, 45])
+        page.mouse.move(x, y)
+        page.mouse.down()
+        page.mouse.move(x2, y2, steps=6)
+        page.mouse.up()
         page.wait_for_timeout(150)
-        points = json.loads(page.evaluate("window.__perceive.widgets.find((w) => w.name === 'points').value"))
-        assert [(p["x"], p["y"]) for p in points] == targets[:2]
+        assert [tuple(p) for p in page.evaluate(POINTS)] == [(20, 15), (60, 45), (10, 50)]
+        assert click(page, (10, 50), "Shift") == [(20, 15), (60, 45)]
+        assert click(page, (60, 45), "Control") == [(20, 15)]
+        assert click(page, (70, 30)) == [(20, 15), (70, 30)]
 
+        # Saved with the workflow: exactly the node's inputs (issue 11 item 7), none of the picker's.
         saved = page.evaluate("JSON.stringify(app.graph.serialize())")
         node = next(n for n in json.loads(saved)["nodes"] if n["type"] == "DiceptionPerceiveTask")
-        assert json.dumps(points, separators=(",", ":")) in node["widgets_values"]
+        assert node["widgets_values"] == ["point segmentation", "none", '[{"x":20,"y":15},{"x":70,"y":30}]', 28, 2, 0,
+                                          "randomize", 768, "yx (training data)"]
 
         shot = Path(os.environ.get("POINT_PICKER_SCREENSHOT", tmp_path / "point_picker.png"))
-        bounds = page.evaluate("""() => { const n = window.__perceive, ds = app.canvas.ds;
-            return [n.pos[0] * ds.scale + ds.offset[0], (n.pos[1] - 30) * ds.scale, n.size[0] * ds.scale, (n.size[1] + 40) * ds.scale]; }""")
-        page.screenshot(path=str(shot), clip={"x": 0, "y": max(0, bounds[1]), "width": bounds[0] + bounds[2] + 20, "height": bounds[3]})
+        bounds = page.evaluate("""() => { const r = window.__perceive.diceptionPicker.el.root.getBoundingClientRect();
+            return [r.left, r.top, r.width, r.height]; }""")
+        top = max(0, bounds[1] - 300)
+        page.screenshot(path=str(shot), clip={"x": 0, "y": top, "width": bounds[0] + bounds[2] + 20, "height": bounds[1] + bounds[3] + 20 - top})
         browser.close()
     assert shot.stat().st_size > 1000
     assert not errors, errors

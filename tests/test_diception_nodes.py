@@ -44,7 +44,6 @@ BAD_PERCEIVE = [
     ({"task": "point segmentation", "points": str([{"x": i, "y": i} for i in range(6)]).replace("'", '"')}, "at most 5 points"),
     ({"task": "point segmentation", "points": "[{x: 1}"}, "not valid JSON"),
     ({"task": "point segmentation", "points": "[]"}, "needs 1 to 5 points"),
-    ({"task": "depth", "points": '[{"x": 5, "y": 5}]'}, "only the 'point segmentation' task takes points"),
     ({"task": "semantic segmentation", "category": "none"}, "needs a COCO category"),
     ({"resolution": 72}, "multiple of 16"),
 ]
@@ -54,6 +53,15 @@ BAD_PERCEIVE = [
 def test_bad_perceive_inputs_are_clear_errors(comfy, inputs, message):
     name = save_fixture_image(comfy, FIXTURES / "diception/images/rect_96x72.png", "rect.png")
     assert message in failure(comfy, diception_graph(name, **inputs))
+
+
+def test_points_left_from_the_point_task_are_ignored_by_other_tasks_with_a_log_note(comfy):
+    """Issue 11 item 2: a graph saved with points and switched to depth runs (the picker keeps the points)."""
+    name = save_fixture_image(comfy, FIXTURES / "diception/images/rect_96x72.png", "rect.png")
+    leftover = '[{"x": 500, "y": 5}]'  # not even inside this image: unused, so not checked
+    entry = comfy.run(diception_graph(name, task="depth", points=leftover, prefix="leftover_points"))
+    assert entry["status"]["status_str"] == "success"
+    assert "task 'depth' ignores the points" in comfy.log_path.read_text()
 
 
 def test_bad_weights_are_clear_errors(comfy):

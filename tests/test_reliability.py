@@ -41,7 +41,6 @@ FAILING = {  # accepted, then fail while executing with a message that names the
     "points are not numbers": (dice(perceive__task="point segmentation", perceive__points='[{"x": "left", "y": 2}]'), "points[0]"),
     "too many points": (dice(perceive__task="point segmentation", perceive__points='[[1,1],[2,2],[3,3],[4,4],[5,5],[6,6]]'), "at most 5"),
     "point outside": (dice(perceive__task="point segmentation", perceive__points='[{"x": 5, "y": 900}]'), "outside"),
-    "points on depth": (dice(perceive__points='[{"x": 5, "y": 5}]'), "only the 'point segmentation' task"),
     "no points for segmentation": (dice(perceive__task="point segmentation"), "needs 1 to 5 points"),
     "semantic without category": (dice(perceive__task="semantic segmentation"), "needs a COCO category"),
     "resolution not a multiple of 16": (dice(perceive__resolution=200), "multiple of 16"),

@@ -1,13 +1,20 @@
 // Point picker for Perceive Task (DICEPTION point segmentation).
-// Shows the image connected to the node's `image` input (e.g. a LoadImage preview) inside the node;
-// click to add a point (at most 5), drag a point to move it, shift-click (or ctrl-click) a point to delete it.
-// Points are stored in the node's `points` widget as KJNodes Points Editor JSON, in pixels of the image:
-// [{"x": 120, "y": 80}, ...]; they are saved with the workflow like any widget value.
+// A DOM widget (shown on the classic LiteGraph canvas, in Nodes 2.0 and on the legacy 2024 page) that
+// shows the image connected to the node's `image` input; click to add a point (at most 5), drag a point to
+// move it, shift-click, ctrl-click (cmd-click) or right-click a point to delete it, "clear points" to start
+// over. It is active only for the "point segmentation" task; for other tasks the points are kept (greyed
+// out) and the node ignores them. Points are stored in the node's `points` widget as KJNodes Points Editor
+// JSON, in pixels of the image: [{"x": 120, "y": 80}, ...]. The picker itself is never saved.
 import { app } from "../../scripts/app.js";
+import { api } from "../../scripts/api.js";
 
 const NODE = "DiceptionPerceiveTask";
+const POINT_TASK = "point segmentation";
+const PICKER = "point_picker";
 const MAX_POINTS = 5;
-const HEIGHT = 220;
+const HEIGHT = 250;
+const BAR = 26;
+const PAD = 4;
 const RADIUS = 6;
 
 function parsePoints(text) {
@@ -19,120 +26,207 @@ function parsePoints(text) {
   }
 }
 
-function sourceImage(node) {
-  const slot = node.inputs?.findIndex((input) => input.name === "image");
-  const linkId = slot >= 0 ? node.inputs[slot].link : null;
-  const link = linkId != null ? node.graph?.links?.[linkId] ?? node.graph?.links?.get?.(linkId) : null;
-  const source = link ? node.graph.getNodeById(link.origin_id) : null;
-  const img = source?.imgs?.[0];
-  return img && img.naturalWidth ? img : null;
+function widgetOf(node, name) {
+  return node.widgets?.find((w) => w.name === name);
 }
 
-// Where the image is drawn inside the widget: fitted into (width × HEIGHT), centred.
-function layout(img, width, top) {
-  const scale = Math.min((width - 20) / img.naturalWidth, (HEIGHT - 10) / img.naturalHeight);
-  const w = img.naturalWidth * scale;
-  const h = img.naturalHeight * scale;
-  return { x: (width - w) / 2, y: top + 5, w, h, scale };
+// The node feeding `image` (getInputNode: the accessor both the current and the legacy LiteGraph offer).
+function sourceNode(node) {
+  const slot = node.findInputSlot?.("image") ?? -1;
+  return slot >= 0 && node.graph ? node.getInputNode(slot) : null;
 }
 
-function pointsWidget(node) {
-  return node.widgets?.find((w) => w.name === "points");
+function viewURL(filename, type, subfolder) {
+  const query = new URLSearchParams({ filename, type, subfolder: subfolder ?? "" });
+  return api.apiURL(`/view?${query}`);
 }
 
-function setPoints(node, points) {
-  const widget = pointsWidget(node);
-  if (!widget) return;
-  widget.value = JSON.stringify(points.map((p) => ({ x: Math.round(p.x), y: Math.round(p.y) })));
-  widget.callback?.(widget.value);
-  node.setDirtyCanvas(true, true);
+// URL of the image the source node shows: its preview, its last output, or (Load Image) the chosen file.
+function imageURL(source) {
+  if (!source) return null;
+  const shown = source.imgs?.[0]?.src;
+  if (shown) return shown;
+  const output = app.nodeOutputs?.[source.id]?.images?.[0];
+  if (output?.filename) return viewURL(output.filename, output.type ?? "output", output.subfolder);
+  const chosen = widgetOf(source, "image")?.value;
+  if (typeof chosen !== "string" || !chosen) return null;
+  const [, path, type] = chosen.match(/^(.*?)(?: \[(input|output|temp)\])?$/);
+  const cut = path.lastIndexOf("/");
+  return viewURL(path.slice(cut + 1), type ?? "input", cut >= 0 ? path.slice(0, cut) : "");
 }
 
-function makePicker(node) {
-  const picker = {
-    name: "point_picker",
-    type: "diception_point_picker",
-    value: "",
-    options: { serialize: false },
-    dragging: -1,
-    top: 0,
-    computeSize(width) {
-      return [width, HEIGHT];
-    },
-    draw(ctx, node, width, y) {
-      this.top = y;
-      ctx.save();
-      ctx.fillStyle = "#111";
-      ctx.fillRect(10, y, width - 20, HEIGHT);
-      const img = sourceImage(node);
-      if (!img) {
-        ctx.fillStyle = "#999";
-        ctx.font = "12px sans-serif";
-        ctx.textAlign = "center";
-        ctx.fillText("connect an image (e.g. Load Image) to pick points", width / 2, y + HEIGHT / 2);
-        ctx.restore();
-        return;
-      }
-      const box = layout(img, width, y);
-      ctx.drawImage(img, box.x, box.y, box.w, box.h);
-      parsePoints(pointsWidget(node)?.value).forEach((p, i) => {
-        const cx = box.x + p.x * box.scale;
-        const cy = box.y + p.y * box.scale;
-        ctx.beginPath();
-        ctx.arc(cx, cy, RADIUS, 0, 2 * Math.PI);
-        ctx.fillStyle = "rgba(255, 60, 60, 0.85)";
-        ctx.fill();
-        ctx.strokeStyle = "#fff";
-        ctx.lineWidth = 2;
-        ctx.stroke();
-        ctx.fillStyle = "#fff";
-        ctx.font = "10px sans-serif";
-        ctx.textAlign = "center";
-        ctx.fillText(String(i + 1), cx, cy - RADIUS - 3);
-      });
-      ctx.restore();
-    },
-    mouse(event, pos, node) {
-      const img = sourceImage(node);
-      if (!img) return false;
-      const box = layout(img, node.size[0], this.top);
-      const points = parsePoints(pointsWidget(node)?.value);
-      const type = event.type;
-      const hit = points.findIndex(
-        (p) => Math.hypot(box.x + p.x * box.scale - pos[0], box.y + p.y * box.scale - pos[1]) <= RADIUS + 2,
-      );
-      const toImage = () => ({
-        x: Math.min(img.naturalWidth - 1, Math.max(0, (pos[0] - box.x) / box.scale)),
-        y: Math.min(img.naturalHeight - 1, Math.max(0, (pos[1] - box.y) / box.scale)),
-      });
-      const inside = pos[0] >= box.x && pos[0] <= box.x + box.w && pos[1] >= box.y && pos[1] <= box.y + box.h;
-      if (type === "pointerdown" || type === "mousedown") {
-        if (hit >= 0 && (event.shiftKey || event.ctrlKey || event.button === 2)) {
-          points.splice(hit, 1);
-          setPoints(node, points);
-        } else if (hit >= 0) {
-          this.dragging = hit;
-        } else if (inside && points.length < MAX_POINTS) {
-          points.push(toImage());
-          setPoints(node, points);
-        }
-        return true;
-      }
-      if ((type === "pointermove" || type === "mousemove") && this.dragging >= 0) {
-        if (points[this.dragging]) {
-          points[this.dragging] = toImage();
-          setPoints(node, points);
-        }
-        return true;
-      }
-      if (type === "pointerup" || type === "mouseup") {
-        this.dragging = -1;
-        return true;
-      }
-      return false;
-    },
-  };
-  return picker;
+const images = new Map();
+function loadImage(url, onLoad) {
+  let img = images.get(url);
+  if (!img) {
+    img = new Image();
+    img.src = url;
+    images.set(url, img);
+  }
+  if (!img.complete) img.addEventListener("load", onLoad, { once: true });
+  return img.complete && img.naturalWidth ? img : null;
+}
+
+function makeElement() {
+  const root = document.createElement("div");
+  root.className = "diception-point-picker";
+  Object.assign(root.style, { display: "flex", flexDirection: "column", width: "100%", height: "100%",
+    minHeight: `${HEIGHT - 20}px`, boxSizing: "border-box", gap: "2px" });
+  const canvas = document.createElement("canvas");
+  Object.assign(canvas.style, { flex: "1 1 auto", minHeight: "0", width: "100%", background: "#111",
+    borderRadius: "4px", cursor: "crosshair", touchAction: "none" });
+  const bar = document.createElement("div");
+  Object.assign(bar.style, { display: "flex", alignItems: "center", gap: "6px", height: `${BAR - 4}px`,
+    font: "11px sans-serif", color: "#aaa" });
+  const clear = document.createElement("button");
+  clear.textContent = "clear points";
+  Object.assign(clear.style, { font: "11px sans-serif", padding: "1px 6px", cursor: "pointer", whiteSpace: "nowrap", flex: "0 0 auto" });
+  const status = document.createElement("span");
+  Object.assign(status.style, { overflow: "hidden", whiteSpace: "nowrap", textOverflow: "ellipsis" });
+  bar.append(clear, status);
+  root.append(canvas, bar);
+  return { root, canvas, clear, status };
+}
+
+class PointPicker {
+  constructor(node) {
+    this.node = node;
+    this.el = makeElement();
+    this.dragging = -1;
+    this.key = "";
+    this.el.canvas.addEventListener("pointerdown", (e) => this.down(e));
+    this.el.canvas.addEventListener("pointermove", (e) => this.move(e));
+    for (const type of ["pointerup", "pointercancel"]) this.el.canvas.addEventListener(type, (e) => this.up(e));
+    this.el.canvas.addEventListener("contextmenu", (e) => { e.preventDefault(); e.stopPropagation(); });
+    this.el.clear.addEventListener("pointerdown", (e) => e.stopPropagation());
+    this.el.clear.addEventListener("click", (e) => { e.stopPropagation(); if (this.enabled()) this.setPoints([]); });
+  }
+
+  points() { return parsePoints(widgetOf(this.node, "points")?.value); }
+  enabled() { return widgetOf(this.node, "task")?.value === POINT_TASK; }
+  image() {
+    const url = imageURL(sourceNode(this.node));
+    return url ? loadImage(url, () => this.refresh(true)) : null;
+  }
+
+  setPoints(points) {
+    const widget = widgetOf(this.node, "points");
+    if (!widget) return;
+    widget.value = JSON.stringify(points.map((p) => ({ x: Math.round(p.x), y: Math.round(p.y) })));
+    widget.callback?.(widget.value);
+    this.node.setDirtyCanvas?.(true, true);
+    this.refresh(true);
+  }
+
+  // Where the image is drawn, in the canvas element's own (untransformed) pixels.
+  box(img) {
+    const w = this.el.canvas.clientWidth || 300, h = this.el.canvas.clientHeight || HEIGHT - BAR;
+    const scale = Math.min((w - 2 * PAD) / img.naturalWidth, (h - 2 * PAD) / img.naturalHeight);
+    const bw = img.naturalWidth * scale, bh = img.naturalHeight * scale;
+    return { x: (w - bw) / 2, y: (h - bh) / 2, w: bw, h: bh, scale };
+  }
+
+  // Image pixel ↔ browser (client) coordinates, whatever zoom or CSS transform the frontend applies.
+  zoom() {
+    const rect = this.el.canvas.getBoundingClientRect();
+    return { rect, sx: rect.width / (this.el.canvas.clientWidth || 1), sy: rect.height / (this.el.canvas.clientHeight || 1) };
+  }
+  imageToClient(px, py) {
+    const img = this.image();
+    if (!img) return null;
+    const b = this.box(img), { rect, sx, sy } = this.zoom();
+    return [rect.left + (b.x + px * b.scale) * sx, rect.top + (b.y + py * b.scale) * sy];
+  }
+  clientToImage(img, event) {
+    const b = this.box(img), { rect, sx, sy } = this.zoom();
+    const x = ((event.clientX - rect.left) / sx - b.x) / b.scale, y = ((event.clientY - rect.top) / sy - b.y) / b.scale;
+    return { x, y, inside: x >= 0 && y >= 0 && x <= img.naturalWidth && y <= img.naturalHeight, radius: (RADIUS + 2) / b.scale,
+      clamped: { x: Math.min(img.naturalWidth - 1, Math.max(0, x)), y: Math.min(img.naturalHeight - 1, Math.max(0, y)) } };
+  }
+
+  down(event) {
+    event.stopPropagation();
+    event.preventDefault();
+    const img = this.image();
+    if (!img || !this.enabled()) return;
+    const at = this.clientToImage(img, event);
+    const points = this.points();
+    const hit = points.findIndex((p) => Math.hypot(p.x - at.x, p.y - at.y) <= at.radius);
+    if (hit >= 0 && (event.shiftKey || event.ctrlKey || event.metaKey || event.button === 2)) {
+      points.splice(hit, 1);
+      this.setPoints(points);
+    } else if (hit >= 0 && event.button === 0) {
+      this.dragging = hit;
+      this.el.canvas.setPointerCapture?.(event.pointerId);
+    } else if (at.inside && event.button === 0 && points.length < MAX_POINTS) {
+      points.push(at.clamped);
+      this.setPoints(points);
+    }
+  }
+
+  move(event) {
+    if (this.dragging < 0) return;
+    event.stopPropagation();
+    const img = this.image();
+    const points = this.points();
+    if (!img || !points[this.dragging]) return;
+    points[this.dragging] = this.clientToImage(img, event).clamped;
+    this.setPoints(points);
+  }
+
+  up(event) {
+    if (this.dragging < 0) return;
+    event.stopPropagation();
+    this.dragging = -1;
+    this.el.canvas.releasePointerCapture?.(event.pointerId);
+  }
+
+  // Redraw when anything shown changed (cheap to call often: the legacy canvas calls it every frame).
+  refresh(force = false) {
+    const { canvas } = this.el;
+    const img = this.image();
+    const enabled = this.enabled();
+    const key = [img?.src, widgetOf(this.node, "points")?.value, enabled, canvas.clientWidth, canvas.clientHeight].join("|");
+    if (!force && key === this.key) return;
+    this.key = key;
+    const points = this.points();
+    this.el.clear.disabled = !enabled || points.length === 0;
+    this.el.root.dataset.enabled = String(enabled);
+    this.el.status.textContent = enabled
+      ? `${points.length}/${MAX_POINTS} points · drag: move · shift/ctrl-click: delete`
+      : `points are used by the "${POINT_TASK}" task only (kept, ignored by this task)`;
+    const ratio = window.devicePixelRatio || 1;
+    const w = canvas.clientWidth || 300, h = canvas.clientHeight || HEIGHT - BAR;
+    canvas.width = Math.round(w * ratio);
+    canvas.height = Math.round(h * ratio);
+    const ctx = canvas.getContext("2d");
+    ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+    ctx.clearRect(0, 0, w, h);
+    ctx.font = "12px sans-serif";
+    ctx.textAlign = "center";
+    if (!img) {
+      ctx.fillStyle = "#999";
+      ctx.fillText("connect an image (e.g. Load Image) to pick points", w / 2, h / 2);
+      return;
+    }
+    const b = this.box(img);
+    ctx.globalAlpha = enabled ? 1 : 0.35;
+    ctx.drawImage(img, b.x, b.y, b.w, b.h);
+    points.forEach((p, i) => {
+      const cx = b.x + p.x * b.scale, cy = b.y + p.y * b.scale;
+      ctx.beginPath();
+      ctx.arc(cx, cy, RADIUS, 0, 2 * Math.PI);
+      ctx.fillStyle = enabled ? "rgba(255, 60, 60, 0.9)" : "rgba(160, 160, 160, 0.9)";
+      ctx.fill();
+      ctx.strokeStyle = "#fff";
+      ctx.lineWidth = 2;
+      ctx.stroke();
+      ctx.fillStyle = "#fff";
+      ctx.font = "10px sans-serif";
+      ctx.fillText(String(i + 1), cx, cy - RADIUS - 3);
+    });
+    ctx.globalAlpha = 1;
+  }
 }
 
 app.registerExtension({
@@ -142,15 +236,39 @@ app.registerExtension({
     const onNodeCreated = nodeType.prototype.onNodeCreated;
     nodeType.prototype.onNodeCreated = function () {
       const result = onNodeCreated?.apply(this, arguments);
-      this.addCustomWidget(makePicker(this));
-      this.addWidget("button", "clear points", null, () => setPoints(this, []), { serialize: false });
-      this.setSize([Math.max(this.size[0], 320), this.computeSize()[1]]);
+      const picker = new PointPicker(this);
+      const widget = this.addDOMWidget(PICKER, "diception_point_picker", picker.el.root, {
+        serialize: false,
+        hideOnZoom: false,
+        getMinHeight: () => HEIGHT,
+        getHeight: () => HEIGHT,
+        onDraw: () => picker.refresh(),
+      });
+      widget.serialize = false; // current frontend: not in the saved workflow's widgets_values
+      widget.picker = picker;
+      this.diceptionPicker = picker;
+      const timer = setInterval(() => picker.refresh(), 300); // Nodes 2.0 does not draw widgets on the canvas
+      const onRemoved = this.onRemoved;
+      this.onRemoved = function () {
+        clearInterval(timer);
+        return onRemoved?.apply(this, arguments);
+      };
+      this.setSize([Math.max(this.size[0], 320), Math.max(this.size[1], this.computeSize()[1])]);
+      return result;
+    };
+    // The legacy page saves every widget's value; keep only the node's own inputs.
+    const onSerialize = nodeType.prototype.onSerialize;
+    nodeType.prototype.onSerialize = function (data) {
+      const result = onSerialize?.apply(this, arguments);
+      if (Array.isArray(data.widgets_values) && data.widgets_values.length === this.widgets?.length) {
+        data.widgets_values = data.widgets_values.filter((_, i) => this.widgets[i].name !== PICKER);
+      }
       return result;
     };
     const onConnectionsChange = nodeType.prototype.onConnectionsChange;
     nodeType.prototype.onConnectionsChange = function () {
       const result = onConnectionsChange?.apply(this, arguments);
-      this.setDirtyCanvas(true, true);
+      this.diceptionPicker?.refresh(true);
       return result;
     };
   },
