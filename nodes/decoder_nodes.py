@@ -30,16 +30,22 @@ class RGBToDepth:
     FUNCTION = "decode"
     RETURN_TYPES = ("IMAGE", "MASK", "IMAGE", "STRING")
     RETURN_NAMES = ("depth_image", "depth", "preview", "alignment")
+    OUTPUT_TOOLTIPS = (
+        "depth in [0, 1] as a 3-channel image, for depth ControlNets and image nodes",
+        "the chosen quantity as a MASK-type map (metric depth when a reference depth is given), for math and Save Depth",
+        "a colour preview of the depth",
+        "JSON list of the fitted scale/shift per image (empty without a reference depth)",
+    )
 
     @classmethod
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "image": ("IMAGE",),
-                "output": (list(DEPTH_OUTPUTS), {"default": DEPTH_OUTPUTS[0]}),
+                "image": ("IMAGE", {"tooltip": "a DICEPTION depth answer (Perceive Task, task depth), or any such RGB image"}),
+                "output": (list(DEPTH_OUTPUTS), {"default": DEPTH_OUTPUTS[0], "tooltip": "disparity as trained (near = bright, what depth ControlNets expect), or relative depth 1/(disparity + 1e-3) (far = bright)"}),
                 "normalization": (["minmax", "percentile", "none"], {"default": "minmax", "tooltip": "percentile: 2–98 %"}),
-                "invert": ("BOOLEAN", {"default": False}),
-                "colormap": (list(COLORMAPS), {"default": "Spectral"}),
+                "invert": ("BOOLEAN", {"default": False, "tooltip": "flip the shown values (1 - x): near = dark"}),
+                "colormap": (list(COLORMAPS), {"default": "Spectral", "tooltip": "colours of the preview output only"}),
             },
             "optional": {
                 "reference_depth": ("MASK", {"tooltip": "known metric depth (0 = unknown), sparse or dense; makes the MASK output metric depth"}),
@@ -76,10 +82,16 @@ class RGBToNormal:
     FUNCTION = "decode"
     RETURN_TYPES = ("IMAGE",)
     RETURN_NAMES = ("normal_map",)
+    OUTPUT_TOOLTIPS = ("unit normals as colours ((n + 1) / 2) in the chosen convention",)
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"image": ("IMAGE",), "convention": (list(CONVENTIONS), {"default": list(CONVENTIONS)[0]})}}
+        return {
+            "required": {
+                "image": ("IMAGE", {"tooltip": "a DICEPTION normal answer (Perceive Task, task normal)"}),
+                "convention": (list(CONVENTIONS), {"default": list(CONVENTIONS)[0], "tooltip": "axis convention of the output colours: OpenGL as decoded (+Y up), DirectX (+Y down), or NormalBAE ControlNet (X flipped)"}),
+            }
+        }
 
     def decode(self, image, convention):
         return (encode_normals(decode_normals(image, convention)),)
@@ -98,14 +110,15 @@ class RGBToMasks:
     FUNCTION = "decode"
     RETURN_TYPES = ("MASK", "INT")
     RETURN_NAMES = ("masks", "count")
+    OUTPUT_TOOLTIPS = ("the masks: one per image (threshold) or one per instance, largest first", "how many masks were found (0 when none)")
 
     @classmethod
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "image": ("IMAGE",),
-                "mode": (list(MASK_MODES), {"default": MASK_MODES[0]}),
-                "threshold": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.01}),
+                "image": ("IMAGE", {"tooltip": "a DICEPTION point, entity or semantic segmentation answer"}),
+                "mode": (list(MASK_MODES), {"default": MASK_MODES[0], "tooltip": "threshold: white-on-black answers (point, semantic) → one mask per image; instances: colour-coded answers (entity) → one mask per instance"}),
+                "threshold": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip": "threshold mode: pixels whose channel mean is at least this are the mask"}),
                 "tolerance": ("FLOAT", {"default": 12.0, "min": 1.0, "max": 100.0, "step": 0.5, "tooltip": "colour distance (ΔE in CIELAB) within one instance"}),
                 "min_area": ("INT", {"default": 64, "min": 1, "max": 1 << 20, "tooltip": "smaller regions are dropped"}),
             }
@@ -131,10 +144,11 @@ class RGBToPose:
     FUNCTION = "decode"
     RETURN_TYPES = ("STRING",)
     RETURN_NAMES = ("openpose_json",)
+    OUTPUT_TOOLTIPS = ("OpenPose JSON, one entry per image (18 keypoints per person; hidden joints have confidence 0)",)
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"image": ("IMAGE",)}}
+        return {"required": {"image": ("IMAGE", {"tooltip": "a DICEPTION pose answer (Perceive Task, task pose)"})}}
 
     def decode(self, image):
         return (json.dumps([decode_keypoints(picture) for picture in comfy_adapter.each(image)]),)
@@ -156,7 +170,7 @@ class SaveDepth:
             "required": {
                 "depth": ("MASK", {"tooltip": "the depth output of RGB-to-Depth Decoder"}),
                 "filename_prefix": ("STRING", {"default": "depth/diception", "tooltip": "relative to the output folder: sub/folders/prefix, written as prefix_00001.png; never absolute or with '..'"}),
-                "format": (list(FORMATS), {"default": "png16+npy"}),
+                "format": (list(FORMATS), {"default": "png16+npy", "tooltip": "png16: 16-bit PNG (values × 65535, or metric depth in mm); npy: float32 array, exact"}),
             }
         }
 

@@ -62,6 +62,7 @@ class LoadDiception:
     FUNCTION = "load"
     RETURN_TYPES = ("DICEPTION_MODEL",)
     RETURN_NAMES = ("model",)
+    OUTPUT_TOOLTIPS = ("DICEPTION (SD3 transformer + point encoder + VAE), for Perceive Task",)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -105,17 +106,18 @@ class PerceiveTask:
     FUNCTION = "perceive"
     RETURN_TYPES = ("IMAGE",)
     RETURN_NAMES = ("answer",)
+    OUTPUT_TOOLTIPS = ("the task's answer as an RGB image at the input size; decode it with the RGB-to-… decoders",)
 
     @classmethod
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "model": ("DICEPTION_MODEL",),
-                "image": ("IMAGE",),
-                "task": (list(TASK_PROMPTS), {"default": "depth"}),
+                "model": ("DICEPTION_MODEL", {"tooltip": "from Load DICEPTION"}),
+                "image": ("IMAGE", {"tooltip": "the image batch (or video frames) to perceive"}),
+                "task": (list(TASK_PROMPTS), {"default": "depth", "tooltip": "what DICEPTION answers: depth, normals, point / entity / semantic segmentation, or pose"}),
                 "category": (["none"] + list(COCO_CATEGORIES), {"default": "none", "tooltip": "COCO class, for semantic segmentation only"}),
                 "points": ("STRING", {"default": "[]", "multiline": False, "tooltip": 'Point segmentation only: 1 to 5 points in pixels of the input, KJNodes Points Editor JSON [{"x": 120, "y": 80}] for every image, or one such list per image of the batch (as PerSAM Segment emits)'}),
-                "steps": ("INT", {"default": 28, "min": 1, "max": 200}),
+                "steps": ("INT", {"default": 28, "min": 1, "max": 200, "tooltip": "denoising steps: 28 as in the paper; 1 is nearly as good for depth and normals and 28× faster"}),
                 "guidance": ("FLOAT", {"default": 2.0, "min": 0.0, "max": 20.0, "step": 0.1, "tooltip": "classifier-free guidance; 1.0 or less turns it off"}),
                 "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "tooltip": "noise is drawn on the CPU: the same seed gives the same answer on any device"}),
                 "resolution": ("INT", {"default": 768, "min": 64, "max": 2048, "step": 16, "tooltip": "the image is resized to resolution x resolution (DICEPTION was trained at 768)"}),

@@ -22,16 +22,21 @@ class DreamBoothMask:
     FUNCTION = "masks"
     RETURN_TYPES = ("MASK", "MASK", "IMAGE")
     RETURN_NAMES = ("masks", "loss_masks", "preview")
+    OUTPUT_TOOLTIPS = (
+        "the subject masks at photo size (white = subject), for Save DreamBooth Dataset",
+        "the masks area-downsampled by the VAE factor: the weights of the latent diffusion loss",
+        "the photos with the background darkened",
+    )
 
     @classmethod
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "reference": ("PERSAM_REF",),
+                "reference": ("PERSAM_REF", {"tooltip": "the subject, from PerSAM Reference"}),
                 "images": ("IMAGE", {"tooltip": "the training photos"}),
                 "grow_pixels": ("INT", {"default": 4, "min": 0, "max": 256, "tooltip": "dilation; the loss acts at 1/8 resolution"}),
-                "feather_pixels": ("INT", {"default": 0, "min": 0, "max": 256}),
-                "fill_holes": ("BOOLEAN", {"default": True}),
+                "feather_pixels": ("INT", {"default": 0, "min": 0, "max": 256, "tooltip": "soften the mask edge over this many pixels (0: hard edge)"}),
+                "fill_holes": ("BOOLEAN", {"default": True, "tooltip": "fill holes inside the subject mask, so the loss covers the whole subject"}),
                 "vae_factor": ("INT", {"default": 8, "min": 1, "max": 64, "tooltip": "latent downsampling of the loss mask"}),
             }
         }
@@ -57,6 +62,7 @@ class SaveDreamBoothDataset:
     INPUT_IS_LIST = True  # photos of different sizes arrive as a list (e.g. from an image-list loader)
     RETURN_TYPES = ("STRING",)
     RETURN_NAMES = ("folder",)
+    OUTPUT_TOOLTIPS = ("the dataset folder that was written",)
 
     @classmethod
     def INPUT_TYPES(cls):

@@ -38,6 +38,7 @@ class SamLoader:
     FUNCTION = "load"
     RETURN_TYPES = ("PERSAM_SAM",)
     RETURN_NAMES = ("sam",)
+    OUTPUT_TOOLTIPS = ("the Segment Anything model, for PerSAM Reference",)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -68,12 +69,13 @@ class PersamReferenceNode:
     FUNCTION = "reference"
     RETURN_TYPES = ("PERSAM_REF",)
     RETURN_NAMES = ("reference",)
+    OUTPUT_TOOLTIPS = ("the personalised subject (target embedding, features, PerSAM-F weights), for PerSAM Segment and the DreamBooth mask",)
 
     @classmethod
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "sam": ("PERSAM_SAM",),
+                "sam": ("PERSAM_SAM", {"tooltip": "from SAM Loader (PerSAM)"}),
                 "image": ("IMAGE", {"tooltip": "the reference photo (the first of a batch is used)"}),
                 "fine_tune": ("BOOLEAN", {"default": False, "tooltip": "PerSAM-F: learn the scale-aware mask weights"}),
             },
@@ -113,11 +115,22 @@ class PersamSegment:
     FUNCTION = "segment"
     RETURN_TYPES = ("MASK", "STRING", "IMAGE", "MASK", "IMAGE", "STRING")
     RETURN_NAMES = ("masks", "points", "preview", "instance_masks", "instance_images", "instance_index")
+    OUTPUT_TOOLTIPS = (
+        "one mask per image: the union of the instances found (empty where nothing was found)",
+        "each image's positive points as JSON, one KJNodes list per image (feeds Perceive Task's points)",
+        "the images with their masks tinted",
+        "one mask per instance found, over all images",
+        "for each instance mask, the image it belongs to",
+        "for each instance mask, the index of its image in the batch (JSON list)",
+    )
 
     @classmethod
     def INPUT_TYPES(cls):
         return {
-            "required": {"reference": ("PERSAM_REF",), "images": ("IMAGE",)},
+            "required": {
+                "reference": ("PERSAM_REF", {"tooltip": "the subject, from PerSAM Reference"}),
+                "images": ("IMAGE", {"tooltip": "the photos or video frames to segment the subject in"}),
+            },
             "optional": {
                 "max_instances": ("INT", {"default": 1, "min": 1, "max": 16, "tooltip": "find up to this many instances of the subject"}),
                 "overlap_stop": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip": "stop when a new mask lies this much on earlier ones"}),
