@@ -15,7 +15,7 @@ sys.path.insert(0, str(ROOT))
 
 from scripts.test_engine import TestEngine  # noqa: E402
 
-DICE = {"class_type": "DiceptionLoad", "inputs": {"base_model": "stable-diffusion-3-medium-diffusers", "checkpoint": "DICEPTION_v1.pth", "dtype": "auto"}}
+DICE = {"class_type": "DiceptionLoad", "inputs": {"base_model": "stable-diffusion-3-medium-diffusers", "checkpoint": "DICEPTION_v1.pth", "dtype": "auto", "clip_l": "auto", "clip_g": "auto", "t5xxl": "auto"}}
 SAM = {"class_type": "PersamSamLoader", "inputs": {"checkpoint": "sam_vit_h_4b8939.pth"}}
 
 
