@@ -2,7 +2,7 @@
 
 import pytest
 
-from models.diception import parse_points
+from models.diception import parse_batch_points, parse_points
 
 BAD = {
     "bools": ('[{"x": true, "y": false}]', "points[0].x: expected a number of pixels, got True (bool)"),
@@ -24,6 +24,16 @@ def test_bad_points_name_points_and_what_was_expected(case):
     with pytest.raises(ValueError) as e:
         parse_points(text, 64, 48)
     assert message in str(e.value), str(e.value)
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_the_batch_reader_is_just_as_strict(case):
+    """Perceive Task reads points through parse_batch_points: the same refusals, never a raw Python error."""
+    text, message = BAD[case]
+    with pytest.raises(ValueError) as e:
+        parse_batch_points(text, 64, 48, 2)
+    assert str(e.value).startswith("points"), str(e.value)
+    assert message.split(": ", 1)[-1].split(";")[0] in str(e.value), str(e.value)
 
 
 def test_good_points_still_parse():

@@ -1,8 +1,6 @@
 """Point prompts for an image batch: one KJNodes list for every image, or one list per image."""
 
-import json
-
-from .tasks import parse_points
+from .tasks import parse_points, read_points_json
 
 
 def parse_batch_points(points, width: int, height: int, batch: int) -> list:
@@ -13,11 +11,7 @@ def parse_batch_points(points, width: int, height: int, batch: int) -> list:
     Segment emits); a list holding a single list also applies to every image.
     """
     if isinstance(points, str):
-        text = points.strip()
-        try:
-            points = json.loads(text) if text else []
-        except json.JSONDecodeError as e:
-            raise ValueError(f'points: not valid JSON ({e.msg}); expected [{{"x": 10, "y": 20}}, ...] or one such list per image') from None
+        points = read_points_json(points, '[{"x": 10, "y": 20}, ...] or one such list per image')
     if not is_per_image(points):
         return [parse_points(points, width, height)] * batch
     if len(points) == 1:

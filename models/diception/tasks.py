@@ -42,6 +42,19 @@ def task_prompt(task: str, category: str = "") -> str:
     return TASK_PROMPTS[task]
 
 
+def read_points_json(text: str, expected: str = '[{"x": 10, "y": 20}, ...]'):
+    """The JSON value of a ``points`` text ("" → []), with errors that name ``points`` and the expected form."""
+    text = text.strip()
+    if not text:
+        return []
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"points: not valid JSON ({e.msg}); expected {expected}") from None
+    except RecursionError:
+        raise ValueError(f"points: the JSON is nested too deeply; expected {expected}") from None
+
+
 def parse_points(points, width: int, height: int) -> list:
     """Pixel points from the KJNodes Points Editor JSON (``[{"x": px, "y": px}, …]``) → [(x, y), …].
 
@@ -50,15 +63,7 @@ def parse_points(points, width: int, height: int) -> list:
     ``width``×``height`` image.
     """
     if isinstance(points, str):
-        text = points.strip()
-        if not text:
-            return []
-        try:
-            points = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ValueError(f'points: not valid JSON ({e.msg}); expected [{{"x": 10, "y": 20}}, ...]') from None
-        except RecursionError:
-            raise ValueError('points: the JSON is nested too deeply; expected [{"x": 10, "y": 20}, ...]') from None
+        points = read_points_json(points)
     if isinstance(points, dict):
         points = [points]
     if not isinstance(points, list):
