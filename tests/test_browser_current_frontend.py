@@ -31,7 +31,7 @@ FLAGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-ne
          "--disable-component-update", "--disable-sync", "--no-first-run"]
 POINT_TASK = "point segmentation"
 # The node's own inputs, in order (control_after_generate is the frontend's companion of `seed`).
-PERCEIVE_WIDGETS = ["task", "category", "points", "steps", "guidance", "seed", "control_after_generate", "resolution", "point_order"]
+PERCEIVE_WIDGETS = ["task", "category", "points", "steps", "guidance", "seed", "control_after_generate", "resolution", "point_order", "batch_size"]
 
 
 def frontend_version():
@@ -179,18 +179,34 @@ def test_every_template_loads_with_its_widget_values_and_no_missing_node(editor)
 
 
 def test_template_cards_show_their_pictures(editor):
-    """Needs workflows/<name>.jpg beside each workflow (issue 11 item 5)."""
+    """Needs workflows/<name>.jpg beside each workflow (issue 11 item 5). The frontend fetches each card's picture
+    from /api/workflow_templates/<pack>/<name>.jpg and shows it as a blob: URL; without a picture it shows its
+    default-template placeholder."""
+    from urllib.parse import unquote
+
     page = editor.page
     editor.clear()
-    dialog = open_pack_templates(page)
-    pictures = {}
-    for name in shipped_workflows():
-        picture = template_card(dialog, name).locator("img").first
-        page.wait_for_function("(img) => img.complete", arg=picture.element_handle(), timeout=10000)
-        pictures[name] = picture.evaluate("(img) => [img.src, img.naturalWidth]")
-    page.keyboard.press("Escape")
-    for name, (src, width) in pictures.items():
-        assert src.endswith(f"/workflow_templates/{PACK}/{name}.jpg") and width > 0, (name, src)
+    served = set()
+
+    def record(response):
+        path = unquote(response.url.split("?")[0])
+        if f"/workflow_templates/{PACK}/" in path and path.endswith(".jpg") and response.status == 200:
+            served.add(path.rsplit("/", 1)[-1][: -len(".jpg")])
+
+    page.on("response", record)
+    try:
+        dialog = open_pack_templates(page)
+        pictures = {}
+        for name in shipped_workflows():
+            picture = template_card(dialog, name).locator("img").first
+            page.wait_for_function("(img) => img.complete && img.naturalWidth > 0", arg=picture.element_handle(), timeout=10000)
+            pictures[name] = picture.evaluate("(img) => [img.src, img.naturalWidth, img.naturalHeight]")
+        page.keyboard.press("Escape")
+    finally:
+        page.remove_listener("response", record)
+    assert served == set(shipped_workflows()), served
+    for name, (src, width, height) in pictures.items():
+        assert "default-template" not in src and (width, height) == (512, 512), (name, src, width, height)
 
 
 SETUP = """async ([image]) => {
