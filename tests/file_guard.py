@@ -32,7 +32,7 @@ def _walk(root: Path, skip: set, full: bool) -> dict:
 def snapshot(comfy, full: bool = False) -> dict:
     """{file: fingerprint} for the server's work folder without ``output/`` and its log, and the pack tree."""
     work = comfy.dirs["output"].parent
-    skip = {comfy.dirs["output"], work / "server.log"}
+    skip = {comfy.dirs["output"], work / "server.log", work / "custom_nodes"}  # custom_nodes/: a link to the pack, walked below
     pack_skip = {ROOT / ".venv", ROOT / ".cache", ROOT / ".venv-floors", ROOT / "output", ROOT / "demo_output"}
     files = {"work/" + k: v for k, v in _walk(work, skip, full).items()}
     files.update({"pack/" + k: v for k, v in _walk(ROOT, pack_skip, full).items()})
