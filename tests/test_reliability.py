@@ -44,6 +44,10 @@ FAILING = {  # accepted, then fail while executing with a message that names the
     "no points for segmentation": (dice(perceive__task="point segmentation"), "needs 1 to 5 points"),
     "semantic without category": (dice(perceive__task="semantic segmentation"), "needs a COCO category"),
     "resolution not a multiple of 16": (dice(perceive__resolution=200), "multiple of 16"),
+    "more point lists than images": (
+        dice(perceive__task="point segmentation", perceive__points='[[{"x": 1, "y": 1}], [{"x": 2, "y": 2}]]'),
+        "2 point lists for a batch of 1 images",
+    ),
 }
 
 
