@@ -13,7 +13,10 @@ from PIL import Image
 from test_persam_nodes import PERSAM, persam_graph, reference_png
 from test_progress_interrupt import progress_of, with_listener
 
-STOP_WITHIN_S = 3.0  # one iteration (a full loss evaluation on 0.3 MP) on a loaded 2-core machine, and the reply
+# The stop is judged in this machine's own time: at most ITERATIONS_WITHIN iterations of the fit (measured from its
+# progress messages in the same run) plus REPLY_S for the reply to travel. The old code checked every 200 iterations.
+ITERATIONS_WITHIN = 20
+REPLY_S = 2.0
 
 
 def test_a_billion_iterations_are_refused_at_once(comfy):
@@ -46,6 +49,15 @@ def big_reference(comfy, name="interrupt_big_ref.png", scale=2) -> str:
     return name
 
 
+def stopped_after(entry, sent, received) -> float:
+    """Seconds from /interrupt to the server's own record of the stop (ComfyUI v0.8.0+ stamps its status messages),
+    else to its arrival here (the 2024-03 build does not stamp them)."""
+    for kind, data in entry["status"]["messages"]:
+        if kind == "execution_interrupted" and "timestamp" in data:
+            return data["timestamp"] / 1000 - sent
+    return received[0] - sent if received else float("inf")
+
+
 def test_a_maximal_persam_f_fit_stops_soon_after_an_interrupt(comfy):
     reference_png(comfy, "interrupt_ref.png")  # also writes the test photo the graph segments
     graph = persam_graph(big_reference(comfy), fine_tune=True, batch=1)
@@ -53,23 +65,27 @@ def test_a_maximal_persam_f_fit_stops_soon_after_an_interrupt(comfy):
 
     def interrupt_during_the_fit(messages):
         prompt_id = comfy.queue(graph)
-        deadline = time.time() + 180
-        while not progress_of(messages, "reference") and time.time() < deadline:
+        deadline = time.time() + 300
+        while len(progress_of(messages, "reference")) < 2 and time.time() < deadline:  # two updates: the fit's pace
             time.sleep(0.01)
-        assert progress_of(messages, "reference"), "the fit never reported progress"
+        assert len(progress_of(messages, "reference")) >= 2, "the fit never reported progress twice"
         comfy.interrupt()
         sent = time.time()
-        return comfy.wait(prompt_id, timeout=120), sent
+        return comfy.wait(prompt_id, timeout=300), sent
 
     (entry, sent), messages = with_listener(comfy, interrupt_during_the_fit)
     stopped = [t for t, m in messages if m["type"] in ("execution_interrupted", "execution_error")]
     assert entry["status"]["status_str"] == "error"
     assert any(kind == "execution_interrupted" for kind, _ in entry["status"]["messages"])
-    done = [p["value"] for p in progress_of(messages, "reference")]
-    assert max(done) < 10000, "the fit finished before the interrupt: nothing was measured"
-    latency = stopped[0] - sent if stopped else float("inf")
-    print(f"\nPerSAM-F fit interrupted at iteration {max(done)} of 10000; stopped {latency:.3f} s after /interrupt")
-    assert latency < STOP_WITHIN_S, f"stopped {latency:.2f} s after /interrupt"
+    updates = [(t, m["data"]["value"]) for t, m in messages if m["type"] == "progress" and m["data"].get("node") in ("reference", None) and t <= sent]
+    (t1, v1), (t2, v2) = updates[0], updates[-1]
+    per_iteration = (t2 - t1) / max(v2 - v1, 1)
+    assert v2 < 10000, "the fit finished before the interrupt: nothing was measured"
+    latency = stopped_after(entry, sent, stopped)
+    bound = ITERATIONS_WITHIN * per_iteration + REPLY_S
+    print(f"\nPerSAM-F fit interrupted after iteration {v2} of 10000 ({per_iteration * 1000:.1f} ms per iteration here); "
+          f"stopped {latency:.3f} s after /interrupt (bound {bound:.2f} s)")
+    assert latency < bound, f"stopped {latency:.2f} s after /interrupt: more than {ITERATIONS_WITHIN} iterations of {per_iteration:.3f} s + {REPLY_S} s"
     try:
         assert comfy.run(persam_graph("interrupt_ref.png", batch=1))["status"]["status_str"] == "success"
     except ComfyError as e:
