@@ -201,7 +201,7 @@ def main(argv=None) -> int:
     try:
         for path in args.image:
             client.upload_image(path)
-        workflow = json.loads(Path(args.workflow).read_text())
+        workflow = json.loads(Path(args.workflow).read_text(encoding="utf-8"))
         classes = {node["class_type"] for node in workflow.values()}
         object_info = {c: client.get_json(f"/object_info/{urllib.parse.quote(c)}").get(c, {}) for c in classes}
         workflow = apply_overrides(workflow, args.set, object_info)

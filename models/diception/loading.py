@@ -80,7 +80,7 @@ def load_vae(folder: Path, dtype: torch.dtype) -> AutoencoderKL:
 
 
 def load_scheduler_config(folder: Path) -> dict:
-    return json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
+    return json.loads((folder / "scheduler" / "scheduler_config.json").read_text(encoding="utf-8"))
 
 
 class TextEncoderSource:

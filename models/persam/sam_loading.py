@@ -93,7 +93,7 @@ def config_beside(path: Path):
 
 def check_config(file: Path) -> dict:
     try:
-        config = json.loads(file.read_text())
+        config = json.loads(file.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise WeightsError(f"{file.name} (the SAM config beside the checkpoint) is not valid JSON ({e}); fix or remove it") from None
     if not isinstance(config, dict):
