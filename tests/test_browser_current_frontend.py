@@ -370,3 +370,100 @@ def test_a_run_queued_from_the_browser_shows_progress_and_its_output_image(edito
     if editor.mode == "nodes2":  # drawn by the node's DOM, not the canvas
         shown = page.locator(f"[data-node-id='{editor.js('window.__preview.id')}'] img[src*='type=temp']")
         assert shown.count() >= 1 and shown.first.is_visible()
+
+
+CHANGE_TRACKER = "app.extensionManager.workflow.activeWorkflow.changeTracker"
+LIVE_PERCEIVE = "() => { window.__perceive = app.graph.getNodeById(window.__perceive.id); return true; }"
+
+
+def undo_redo(editor, keys, points):
+    """Press ``keys`` (Control+z / Control+y) on the canvas and wait until the graph shows ``points``."""
+    editor.page.keyboard.press(keys)
+    editor.page.wait_for_function(f"""(want) => {{ const n = app.graph.getNodeById(window.__perceive.id);
+        return !{CHANGE_TRACKER}._restoringState && n && n.widgets.find((w) => w.name === 'points').value === want; }}""",
+        arg=json.dumps([{"x": x, "y": y} for x, y in points], separators=(",", ":")), timeout=10000)
+    editor.js(LIVE_PERCEIVE)
+    editor.page.wait_for_function(PICKER_SHOWS, timeout=10000)
+    editor.page.wait_for_timeout(200)
+
+
+def test_each_picker_edit_is_one_undo_step_and_the_picker_works_after_undo_and_redo(editor):
+    """Issue 19: in Nodes 2.0 undo/redo loads the graph again (new node objects) while the node's component keeps
+    the old picker element; the picker must take its place and keep working. Each click, drag and delete is one
+    undo step (before, one Ctrl+Z removed every point since the last canvas action)."""
+    page = editor.page
+    set_up_picker(editor)
+    editor.js(f"() => {CHANGE_TRACKER}.captureCanvasState()")  # the set-up graph is the first state
+    page.wait_for_timeout(200)
+    click(editor, (20, 15))
+    click(editor, (70, 30))
+    x, y = at(editor, 70, 30)
+    x2, y2 = at(editor, 60, 45)
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x2, y2, steps=6)
+    page.mouse.up()
+    page.wait_for_timeout(150)
+    assert click(editor, (20, 15), "Shift") == [(60, 45)]
+    page.mouse.click(640, 760)  # focus the canvas, off every node: Ctrl+Z is the editor's, not a text field's
+    undo_redo(editor, "Control+z", [(20, 15), (60, 45)])  # the delete
+    undo_redo(editor, "Control+z", [(20, 15), (70, 30)])  # the whole drag
+    undo_redo(editor, "Control+z", [(20, 15)])
+    undo_redo(editor, "Control+y", [(20, 15), (70, 30)])
+    # The picker on the page is the live node's, and it still adds, deletes and clears points.
+    assert editor.js("() => window.__perceive.diceptionPicker.el.root.isConnected")
+    assert editor.js("() => document.querySelectorAll('.diception-point-picker').length") == 1
+    assert drawn_pixel(editor, (67, 25))[:3] == [40, 160, 220]
+    assert click(editor, (10, 50)) == [(20, 15), (70, 30), (10, 50)]
+    assert click(editor, (70, 30), "Control") == [(20, 15), (10, 50)]
+    editor.js("() => window.__perceive.diceptionPicker.el.clear.click()")
+    assert editor.js(POINTS) == []
+    # Undo of another node's move reloads the graph too.
+    load = editor.js("() => app.canvas.ds.convertOffsetToCanvas([window.__load.pos[0] + 60, window.__load.pos[1] - 15])")
+    page.mouse.move(*load)
+    page.mouse.down()
+    page.mouse.move(load[0] + 20, load[1] + 300, steps=5)
+    page.mouse.up()
+    page.mouse.click(640, 760)
+    undo_redo(editor, "Control+z", [])
+    assert click(editor, (30, 30)) == [(30, 30)]
+    assert not editor.errors, editor.errors
+
+
+REROUTE = """() => {
+  const load = window.__load, perceive = window.__perceive;
+  const reroute = LiteGraph.createNode("Reroute");
+  reroute.pos = [300, 420];
+  app.graph.add(reroute);
+  load.connect(0, reroute, 0);
+  reroute.connect(0, perceive, perceive.findInputSlot("image"));
+  window.__reroute = reroute;
+}"""
+
+
+def test_the_picker_shows_the_image_through_a_reroute_and_says_why_not_after_imagescale(editor):
+    set_up_picker(editor)
+    editor.js(REROUTE)
+    editor.page.wait_for_function(PICKER_SHOWS, timeout=10000)
+    editor.page.wait_for_timeout(300)
+    assert drawn_pixel(editor, (20, 15))[:3] == [200, 120, 40]
+    assert click(editor, (20, 15)) == [(20, 15)]
+    editor.js("""() => { const scale = LiteGraph.createNode("ImageScale"); scale.pos = [300, 600]; app.graph.add(scale);
+        window.__load.connect(0, scale, 0); scale.connect(0, window.__perceive, window.__perceive.findInputSlot("image")); }""")
+    editor.page.wait_for_function("() => /run the graph/.test(window.__perceive.diceptionPicker.why) && !window.__perceive.diceptionPicker.image()", timeout=5000)
+
+
+def test_linked_points_make_the_picker_read_only(editor):
+    """With `points` linked (PerSAM Segment's points, here a primitive string) the run uses the linked points: the
+    picker says so and takes no clicks."""
+    set_up_picker(editor)
+    assert click(editor, (20, 15)) == [(20, 15)]
+    editor.js("""() => { const text = LiteGraph.createNode("PrimitiveStringMultiline") || LiteGraph.createNode("PrimitiveString");
+        text.pos = [40, 600]; app.graph.add(text); const p = window.__perceive;
+        const slot = p.inputs.findIndex((i) => i.name === 'points');
+        text.connect(0, p, slot); window.__text = text; }""")
+    editor.page.wait_for_function("window.__perceive.diceptionPicker.el.root.dataset.enabled === 'false'", timeout=5000)
+    status = editor.js("window.__perceive.diceptionPicker.el.status.textContent")
+    assert "linked" in status and "the run uses those" in status, status
+    assert click(editor, (70, 30)) == [(20, 15)]
+    assert click(editor, (20, 15), "Shift") == [(20, 15)]
