@@ -495,16 +495,34 @@ REROUTE = """() => {
 }"""
 
 
-def test_the_picker_shows_the_image_through_a_reroute_and_says_why_not_after_imagescale(editor):
+def test_the_picker_shows_the_image_through_a_reroute_and_after_imagescale_once_run(editor):
+    """Issue 19: the picker found the image only with Load Image wired straight in. Through a Reroute it shows Load
+    Image's picture; after ImageScale (which makes a new image when the graph runs) it says what to do, and once a
+    Preview Image on ImageScale's output has run it shows that picture, with points in its pixels."""
+    page = editor.page
     set_up_picker(editor)
     editor.js(REROUTE)
-    editor.page.wait_for_function(PICKER_SHOWS, timeout=10000)
-    editor.page.wait_for_timeout(300)
+    page.wait_for_function(PICKER_SHOWS, timeout=10000)
+    page.wait_for_timeout(300)
     assert drawn_pixel(editor, (20, 15))[:3] == [200, 120, 40]
     assert click(editor, (20, 15)) == [(20, 15)]
-    editor.js("""() => { const scale = LiteGraph.createNode("ImageScale"); scale.pos = [300, 600]; app.graph.add(scale);
-        window.__load.connect(0, scale, 0); scale.connect(0, window.__perceive, window.__perceive.findInputSlot("image")); }""")
-    editor.page.wait_for_function("() => /run the graph/.test(window.__perceive.diceptionPicker.why) && !window.__perceive.diceptionPicker.image()", timeout=5000)
+    editor.js("""() => { const scale = LiteGraph.createNode("ImageScale"); scale.pos = [40, 420]; app.graph.add(scale);
+        window.__load.connect(0, scale, 0); scale.connect(0, window.__perceive, window.__perceive.findInputSlot("image"));
+        window.__scale = scale; }""")
+    page.wait_for_function("() => /connect a Preview Image/.test(window.__perceive.diceptionPicker.why) && !window.__perceive.diceptionPicker.image()", timeout=5000)
+    size = editor.js("() => ['width', 'height'].map((n) => window.__scale.widgets.find((w) => w.name === n).value)")
+    editor.js("""() => { const preview = LiteGraph.createNode("PreviewImage"); preview.pos = [420, 600]; app.graph.add(preview);
+        window.__scale.connect(0, preview, 0); window.__preview = preview; }""")
+    page.get_by_role("button", name="Run").first.click()  # Perceive Task feeds no output: only the preview branch runs
+    page.wait_for_function("window.__preview.imgs?.[0]?.naturalWidth > 0", timeout=120000)
+    page.wait_for_function(PICKER_SHOWS, timeout=10000)
+    page.wait_for_timeout(300)
+    assert editor.js("() => { const i = window.__perceive.diceptionPicker.image(); return [i.naturalWidth, i.naturalHeight]; }") == size
+    sx, sy = size[0] / 90, size[1] / 60
+    assert drawn_pixel(editor, (round(20 * sx), round(15 * sy)))[:3] == [200, 120, 40]
+    assert drawn_pixel(editor, (round(67 * sx), round(30 * sy)))[:3] == [40, 160, 220]
+    assert click(editor, (round(70 * sx), round(30 * sy))) == [(20, 15), (round(70 * sx), round(30 * sy))]
+    assert not editor.errors, editor.errors
 
 
 def test_linked_points_make_the_picker_read_only(editor):

@@ -7,8 +7,9 @@
 // points and the picker takes no clicks. Points are stored in the node's `points` widget as KJNodes Points
 // Editor JSON, in pixels of the image: [{"x": 120, "y": 80}, ...]. The picker itself is never saved.
 // The image is the one Load Image (or any node showing a picture) feeds in, through Reroute nodes too; after a
-// node that changes the image (ImageScale, a crop, ...) it is the picture this node received on its last run
-// (the node sends a small preview of it), since points are in pixels of what the node receives.
+// node that makes or changes the image (ImageScale, a crop, ...) only a run tells what it is, and points are in
+// pixels of what this node receives: the picker then shows what a Preview Image (or Save Image) on the same
+// output showed after the last run, and says so until there is one.
 // Each edit (click, drag, delete, clear) is one undo step of the graph editor.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
@@ -35,25 +36,52 @@ function widgetOf(node, name) {
   return node.widgets?.find((w) => w.name === name);
 }
 
-// The node feeding `image` (getInputNode: the accessor both the current and the legacy LiteGraph offer), through
-// the frontend's Reroute nodes (links' own reroute points need no walking: the link starts at the real node).
-function sourceNode(node) {
+// The node feeding `image` and its output slot (getInputNode / getInputLink: accessors both the current and the
+// legacy LiteGraph offer), through the frontend's Reroute nodes (links' own reroute points need no walking: the
+// link starts at the real node).
+function sourceOf(node) {
   let slot = node.findInputSlot?.("image") ?? -1;
-  let source = slot >= 0 && node.graph ? node.getInputNode(slot) : null;
-  for (let hops = 0; source?.type === "Reroute" && hops < 64; hops++) source = source.getInputNode(0);
-  return source;
+  let target = node;
+  for (let hops = 0; slot >= 0 && target.graph && hops < 64; hops++) {
+    const link = target.getInputLink(slot);
+    const source = link ? target.getInputNode(slot) : null;
+    if (!source) return null;
+    if (source.type !== "Reroute") return { node: source, slot: link.origin_slot };
+    target = source;
+    slot = 0;
+  }
+  return null;
 }
 
 // The node feeding `points` when that input is linked (the widget's value is then not what the run uses).
 function pointsLink(node) {
-  const input = node.inputs?.find((i) => i.name === "points" || i.widget?.name === "points");
-  return input?.link != null && node.graph ? node.getInputNode(node.inputs.indexOf(input)) : null;
+  const slot = node.inputs?.findIndex((i) => i.name === "points" || i.widget?.name === "points") ?? -1;
+  return slot >= 0 && node.graph && node.isInputConnected(slot) ? node.getInputNode(slot) : null;
 }
 
 // Load Image, or a node that shows a picture (Load Image variants, previews): the image it shows is the one it
 // sends. Any other node (ImageScale, a crop, a model) changes or makes the image: only a run tells what it is.
 function showsItsImage(source) {
   return !!widgetOf(source, "image") || !!source.imgs?.length || !!app.nodeOutputs?.[source.id]?.images?.length;
+}
+
+// After a run, the picture a Preview Image / Save Image beside this node shows of the same output: exactly the image
+// this node received.
+const PREVIEWS = ["PreviewImage", "SaveImage"];
+function previewOfOutput({ node, slot }) {
+  const seen = new Set();
+  const queue = [...(node.getOutputNodes?.(slot) ?? [])];
+  while (queue.length && seen.size < 256) {
+    const viewer = queue.shift();
+    if (!viewer || seen.has(viewer)) continue;
+    seen.add(viewer);
+    if (viewer.type === "Reroute") queue.push(...(viewer.getOutputNodes?.(0) ?? []));
+    else if (PREVIEWS.includes(viewer.type)) {
+      const url = imageURL(viewer);
+      if (url) return url;
+    }
+  }
+  return null;
 }
 
 function viewURL(filename, type, subfolder) {
@@ -161,22 +189,16 @@ class PointPicker {
 
   // The picture the node's `image` input gets, or null (then `why` says what is missing).
   image() {
-    const source = sourceNode(this.node);
+    const source = sourceOf(this.node);
     let url = null;
     if (!source) this.why = "connect an image (e.g. Load Image) to pick points";
-    else if (showsItsImage(source)) url = imageURL(source);
+    else if (showsItsImage(source.node)) url = imageURL(source.node);
     else {
-      url = this.received ?? null;
-      this.why = `run the graph once to see the image from ${source.title || source.type}`;
+      url = previewOfOutput(source);
+      const name = source.node.title || source.node.type;
+      this.why = `${name} makes this image when the graph runs: connect a Preview Image to its output and run once`;
     }
     return url ? loadImage(url, () => this.refresh(true)) : null;
-  }
-
-  // What the node received on its last run (its `ui.diception_input` preview), for inputs made by other nodes.
-  executed(output) {
-    const shown = output?.diception_input?.[0];
-    this.received = shown?.filename ? viewURL(shown.filename, shown.type ?? "temp", shown.subfolder) : null;
-    this.refresh(true);
   }
 
   // `record`: make this edit one undo step (a drag records once, when it ends).
@@ -344,16 +366,14 @@ app.registerExtension({
       }
       return result;
     };
-    const onExecuted = nodeType.prototype.onExecuted;
-    nodeType.prototype.onExecuted = function (output) {
-      const result = onExecuted?.apply(this, arguments);
-      this.diceptionPicker?.executed(output);
-      return result;
-    };
     const onConnectionsChange = nodeType.prototype.onConnectionsChange;
     nodeType.prototype.onConnectionsChange = function () {
       const result = onConnectionsChange?.apply(this, arguments);
-      this.diceptionPicker?.refresh(true);
+      try {
+        this.diceptionPicker?.refresh(true);
+      } catch (error) {
+        console.error("point picker:", error); // never let the picker break loading a graph
+      }
       return result;
     };
   },
