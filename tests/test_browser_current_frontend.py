@@ -219,6 +219,25 @@ def test_templates_open_readable_with_no_overlapping_nodes(editor):
     assert min(zooms.values()) >= 0.45, zooms
 
 
+def test_the_missing_models_panel_offers_the_templates_download_links(editor):
+    """Issue 19: without download links the Missing Models panel had no source for the pack's model files. The test
+    server has only the tiny models, so PerSAM 2's DICEPTION_v1.pth and sam_vit_h_4b8939.pth are missing; the panel
+    lists each with its folder, and offers Download for the Hugging Face link (the frontend's allow-list)."""
+    page = editor.page
+    name = next(n for n in shipped_workflows() if n.startswith("PerSAM 2"))
+    editor.clear()
+    dialog = open_pack_templates(page)
+    template_card(dialog, name).click()
+    dialog.wait_for(state="hidden", timeout=20000)
+    page.get_by_text("View details").first.click(timeout=20000)
+    panel = page.get_by_text("Missing Models").first.locator("xpath=ancestor::*[.//text()[contains(., 'sam_vit_h_4b8939.pth')]][1]")
+    panel.wait_for(timeout=10000)
+    text = panel.inner_text()
+    assert re.search(r"DICEPTION_v1\.pth\s+diception", text) and re.search(r"sam_vit_h_4b8939\.pth\s+sams", text), text
+    assert panel.get_by_role("button", name="Download").first.is_visible(), text
+    page.keyboard.press("Escape")
+
+
 def test_the_template_browser_lists_the_templates_in_title_order(editor):
     """Issue 19: the browser's default order is the server's listing (file-system order); web/template_order.js
     sorts the pack's list by title, numbers in numeric order."""
