@@ -93,7 +93,7 @@ class Editor:
 
     def clear(self):
         self.page.keyboard.press("Escape")
-        self.js("() => app.graph.clear()")
+        self.js("() => { app.clean?.(); app.graph.clear(); }")  # and the last runs' outputs (node ids start again)
 
 
 @pytest.fixture(scope="module", params=["classic", "nodes2"], ids=lambda mode: f"{VERSION}-{mode}")

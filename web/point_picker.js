@@ -59,10 +59,10 @@ function pointsLink(node) {
   return slot >= 0 && node.graph && node.isInputConnected(slot) ? node.getInputNode(slot) : null;
 }
 
-// Load Image, or a node that shows a picture (Load Image variants, previews): the image it shows is the one it
-// sends. Any other node (ImageScale, a crop, a model) changes or makes the image: only a run tells what it is.
+// Load Image, or a node that shows a picture (Load Image variants): the image it shows is the one it sends. Any other
+// node (ImageScale, a crop, a model) changes or makes the image: only a run tells what it is.
 function showsItsImage(source) {
-  return !!widgetOf(source, "image") || !!source.imgs?.length || !!app.nodeOutputs?.[source.id]?.images?.length;
+  return !!widgetOf(source, "image") || !!source.imgs?.length;
 }
 
 // After a run, the picture a Preview Image / Save Image beside this node shows of the same output: exactly the image
@@ -190,14 +190,16 @@ class PointPicker {
   // The picture the node's `image` input gets, or null (then `why` says what is missing).
   image() {
     const source = sourceOf(this.node);
-    let url = null;
-    if (!source) this.why = "connect an image (e.g. Load Image) to pick points";
-    else if (showsItsImage(source.node)) url = imageURL(source.node);
-    else {
-      url = previewOfOutput(source);
-      const name = source.node.title || source.node.type;
-      this.why = `${name} makes this image when the graph runs: connect a Preview Image to its output and run once`;
+    if (!source) {
+      this.why = "connect an image (e.g. Load Image) to pick points";
+      return null;
     }
+    const name = source.node.title || source.node.type;
+    const shown = showsItsImage(source.node);
+    const url = shown ? imageURL(source.node) : previewOfOutput(source);
+    this.why = url ? "loading the image…"
+      : shown ? `choose an image in ${name}`
+        : `${name} makes this image when the graph runs: connect a Preview Image to its output and run once`;
     return url ? loadImage(url, () => this.refresh(true)) : null;
   }
 

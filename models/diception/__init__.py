@@ -7,7 +7,7 @@ from pathlib import Path
 from .batch_points import parse_batch_points
 from .tasks import COCO_CATEGORIES, POINT_TASK, SEMANTIC_TASK, TASK_PROMPTS, parse_points, task_prompt
 
-# The rest imports diffusers / transformers (about a second): loaded on first use, as diffusers loads its own
+# The rest imports diffusers / transformers (a second or more): loaded on first use, as diffusers loads its own
 # pipelines (PEP 562 module ``__getattr__``), so that importing this package costs a host nothing at start-up.
 _LAZY = {
     "convert": "checkpoint", "load_checkpoint": "checkpoint",
