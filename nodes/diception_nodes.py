@@ -4,7 +4,7 @@ import logging
 
 import torch
 
-from ..models.diception import COCO_CATEGORIES, POINT_TASK, TASK_PROMPTS, load_pipeline, parse_batch_points
+from ..models.diception import COCO_CATEGORIES, POINT_TASK, TASK_PROMPTS, parse_batch_points
 from . import comfy_adapter, model_folders, text_encoder_device
 
 DTYPES = {"auto": None, "bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
@@ -82,6 +82,8 @@ class LoadDiception:
         }
 
     def load(self, base_model, checkpoint, dtype, clip_l="auto", clip_g="auto", t5xxl="auto"):
+        from ..models.diception import load_pipeline  # diffusers: imported when the node first runs, not at start-up
+
         chosen = {"clip_l": clip_l, "clip_g": clip_g, "t5xxl": t5xxl}
         pipeline = load_pipeline(
             model_folders.find_base(base_model),

@@ -5,9 +5,6 @@ import logging
 
 import torch
 
-from ..models.persam import encode_image, load_sam, make_reference
-from ..models.persam.frames import segment_frames
-from ..models.persam.predict import predict
 from . import comfy_adapter, model_folders
 
 log = logging.getLogger(__name__)
@@ -45,6 +42,8 @@ class SamLoader:
         return {"required": {"checkpoint": (model_folders.weight_files("sams"), {"tooltip": "e.g. sam_vit_h_4b8939.pth in models/sams"})}}
 
     def load(self, checkpoint):
+        from ..models.persam import load_sam  # segment_anything: imported when a node first runs, not at start-up
+
         return (SamModel(load_sam(model_folders.find("sams", checkpoint))),)
 
 
@@ -87,6 +86,9 @@ class PersamReferenceNode:
         }
 
     def reference(self, sam, image, fine_tune, mask=None, box="", iterations=1000):
+        from ..models.persam import encode_image, make_reference
+        from ..models.persam.predict import predict
+
         if image.ndim != 4 or 0 in image.shape:
             raise ValueError(f"image: expected a non-empty IMAGE, got shape {tuple(image.shape)}")
         model = sam.ready()
@@ -150,6 +152,8 @@ class PersamSegment:
 def segment_batch(reference: PersamReference, images, max_instances=1, overlap_stop=0.5, video=False, batch_size=4):
     """``segment_frames`` with ComfyUI's progress bar (per image; interrupt between images) and a warning for
     each image where nothing is found."""
+    from ..models.persam.frames import segment_frames
+
     if images.ndim != 4 or 0 in images.shape:
         raise ValueError(f"images: expected a non-empty IMAGE batch, got shape {tuple(images.shape)}")
     progress = comfy_adapter.Progress(images.shape[0])

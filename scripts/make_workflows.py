@@ -69,8 +69,7 @@ WORKFLOWS = {
     },
     "persam_segment": {
         "1": load("example_reference.png"), "2": load("example_photo.png"), "3": SAM, "4": persam_reference(),
-        "5": {"class_type": "ImageBatch", "inputs": {"image1": ["2", 0], "image2": ["1", 0]}},
-        "6": {"class_type": "PersamSegment", "inputs": {"reference": ["4", 0], "images": ["5", 0], "max_instances": 1, "overlap_stop": 0.5}},
+        "6": {"class_type": "PersamSegment", "inputs": {"reference": ["4", 0], "images": ["2", 0], "max_instances": 1, "overlap_stop": 0.5}},
         "7": {"class_type": "MaskToImage", "inputs": {"mask": ["6", 0]}}, "8": save(["7", 0], "persam_mask"),
         "9": save(["6", 2], "persam_preview"),
     },
@@ -84,9 +83,8 @@ WORKFLOWS = {
     },
     "persam_dreambooth_dataset": {
         "1": load("example_reference.png"), "2": load("example_photo.png"), "3": SAM, "4": persam_reference(fine_tune=True),
-        "5": {"class_type": "ImageBatch", "inputs": {"image1": ["2", 0], "image2": ["1", 0]}},
-        "6": {"class_type": "PersamDreamBoothMask", "inputs": {"reference": ["4", 0], "images": ["5", 0], "grow_pixels": 4, "feather_pixels": 2, "fill_holes": True, "vae_factor": 8}},
-        "7": {"class_type": "PersamSaveDreamBoothDataset", "inputs": {"images": ["5", 0], "masks": ["6", 0], "folder": "dreambooth/subject", "caption": "a photo of sks toy", "onetrainer_masklabels": True}},
+        "6": {"class_type": "PersamDreamBoothMask", "inputs": {"reference": ["4", 0], "images": ["2", 0], "grow_pixels": 4, "feather_pixels": 2, "fill_holes": True, "vae_factor": 8}},
+        "7": {"class_type": "PersamSaveDreamBoothDataset", "inputs": {"images": ["2", 0], "masks": ["6", 0], "folder": "dreambooth/subject", "caption": "a photo of sks toy", "onetrainer_masklabels": True}},
         "8": save(["6", 2], "dreambooth_preview"),
     },
 }
@@ -106,39 +104,85 @@ TITLES = {
 }
 
 
+# Download links of the model files the templates name, in the graph editor's format: a node's
+# ``properties.models`` and the workflow's ``models`` ({"name", "url", "directory"}), which the Missing Models panel
+# of current ComfyUI (frontend 1.58.1: missingModelScan / missingModelMetadata) reads for a missing file chosen in a
+# widget; without them it shows no source. Only files (.pth, .safetensors, ...) are scanned: the SD3-medium base is
+# a diffusers folder and has no single link (README, "Where the weights go"). URLs: the official repositories' READMEs
+# (SAM: facebookresearch/segment-anything; DICEPTION: aim-uofa/Diception's Hugging Face model repository).
+MODEL_FILES = {
+    "DICEPTION_v1.pth": {"url": "https://huggingface.co/Canyu/DICEPTION/resolve/main/DICEPTION_v1.pth", "directory": "diception"},
+    "sam_vit_h_4b8939.pth": {"url": "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_h_4b8939.pth", "directory": "sams"},
+}
+
+
 def ui_path(name: str) -> Path:
     """The graph-editor workflow of the API workflow ``name`` (a template of the template browser)."""
     return ROOT / "workflows" / f"{TITLES.get(name, name)}.json"
 
 
 WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN")
-# Node boxes as the graph editor draws them (LiteGraph): the title bar (30 px) sits ABOVE ``pos``; each slot row
-# is 20 px, each widget about 24 px; image previews (Load Image, Save Image) and the point picker need room below.
+# Node boxes as the graph editor draws them. Classic canvas (LiteGraph): the title bar (30 px) sits ABOVE ``pos``;
+# each slot row is 20 px, each widget about 24 px; image previews (Load Image, Save Image) and the point picker
+# need room below. ``size`` is saved for this mode.
 TITLE_HEIGHT, SLOT_HEIGHT, WIDGET_HEIGHT, GAP = 30, 20, 24, 40
 NODE_WIDTH = 330
 ROOM_BELOW = {"LoadImage": 280, "SaveImage": 260, "PreviewImage": 260, "DiceptionPerceiveTask": 240}
+# "Nodes 2.0" (frontend 1.58.1, setting Comfy.VueNodes.Enabled) draws each node as a component sized by its content,
+# title bar included, whatever ``size`` says: taller than the classic box. Heights measured in Chromium at zoom 1
+# (tests/test_browser_current_frontend.py measures every template node again and fails when one outgrows this
+# table, printing the new figures). A node not measured yet is given NODES2_GUESS, a generous estimate.
+NODES2_HEIGHTS = {
+    "LoadImage": 408, "SaveImage": 344, "PreviewImage": 344, "MaskToImage": 64,
+    "DiceptionLoad": 280, "DiceptionPerceiveTask": 624, "DiceptionRGBToDepth": 288, "DiceptionRGBToNormal": 116,
+    "DiceptionRGBToMasks": 220, "DiceptionSaveDepth": 152,
+    "PersamSamLoader": 140, "PersamReference": 220, "PersamSegment": 300, "PersamDreamBoothMask": 240,
+    "PersamSaveDreamBoothDataset": 236,
+}
+# The template browser fits a template to the window: more than MAX_COLUMNS columns side by side open too small to
+# read (PerSAM 2's seven columns opened at 45 %), so longer chains continue in a second band below.
+MAX_COLUMNS = 5
 
 
 def node_size(node: dict) -> list:
-    """[width, height] for a UI node: its slot rows, its widgets and, where it shows a picture, room for it."""
+    """[width, height] for a UI node on the classic canvas: its slot rows, its widgets and, where it shows a
+    picture, room for it."""
     widgets = len(node["widgets_values"])
     rows = max(len(node["inputs"]), len(node["outputs"]))
     return [NODE_WIDTH, 10 + rows * SLOT_HEIGHT + widgets * WIDGET_HEIGHT + ROOM_BELOW.get(node["type"], 0)]
 
 
-def lay_out(nodes: list, level) -> None:
-    """Columns by depth in the graph, nodes stacked in each column: no two boxes (title bar included) overlap."""
+def nodes2_guess(node: dict) -> int:
+    rows = max(len(node["inputs"]), len(node["outputs"]))
+    return 48 + 32 * rows + 40 * len(node["widgets_values"]) + ROOM_BELOW.get(node["type"], 0)
+
+
+def drawn_heights(node: dict) -> dict:
+    """The height the node takes, title bar included, in each canvas mode ({"classic": …, "nodes2": …})."""
+    classic = node["size"][1] + TITLE_HEIGHT
+    return {"classic": classic, "nodes2": max(classic, NODES2_HEIGHTS.get(node["type"]) or nodes2_guess(node))}
+
+
+def lay_out(nodes: list, column) -> None:
+    """Columns (``column(node)``), nodes stacked in each column: no two boxes (title bar included) overlap in either
+    canvas mode. Beyond MAX_COLUMNS the columns continue in a second band below the first."""
     columns = {}
     for node in nodes:
-        columns.setdefault(level(node), []).append(node)
-    x = 60
-    for depth in sorted(columns):
-        y = 60
-        for node in columns[depth]:
-            node["size"] = node_size(node)
-            node["pos"] = [x, y]
-            y += node["size"][1] + TITLE_HEIGHT + GAP
-        x += max(n["size"][0] for n in columns[depth]) + GAP + 20
+        node["size"] = node_size(node)
+        columns.setdefault(column(node), []).append(node)
+    order = sorted(columns)
+    per_band = len(order) if len(order) <= MAX_COLUMNS else -(-len(order) // 2)
+    top = 60
+    for start in range(0, len(order), per_band):
+        x, bottom = 60, top
+        for depth in order[start:start + per_band]:
+            y = top
+            for node in columns[depth]:
+                node["pos"] = [x, y]
+                y += max(drawn_heights(node).values()) + GAP
+            bottom = max(bottom, y)
+            x += max(n["size"][0] for n in columns[depth]) + GAP + 20
+        top = bottom + GAP
 
 
 def input_specs(info: dict):
@@ -215,9 +259,23 @@ def to_ui(api: dict, object_info: dict) -> dict:
             links.append([link_id, ids[source], slot, ids[key], index, kind])
     for order, key in enumerate(sorted(api, key=lambda k: (level(k), ids[k]))):
         nodes[key]["order"] = order
-    lay_out([nodes[key] for key in sorted(api, key=lambda k: (level(k), ids[k]))], lambda node: level(str(node["id"])))
+    consumers = {key: [k for k, spec in api.items() for v in spec["inputs"].values() if isinstance(v, list) and v[0] == key] for key in api}
+    column = {}
+
+    def latest(key):  # a source sits just left of its first consumer, not all sources in the first column
+        if key not in column:
+            column[key] = min((latest(c) - 1 for c in consumers[key]), default=level(key))
+        return column[key]
+
+    lay_out([nodes[key] for key in sorted(api, key=lambda k: (latest(k), level(k), ids[k]))], lambda node: latest(str(node["id"])))
+    models = []
+    for node in nodes.values():
+        named = [{"name": v, **MODEL_FILES[v]} for v in node["widgets_values"] if isinstance(v, str) and v in MODEL_FILES]
+        if named:
+            node["properties"]["models"] = named
+            models += [m for m in named if m not in models]
     return {"last_node_id": max(ids.values()), "last_link_id": len(links), "nodes": list(nodes.values()),
-            "links": links, "groups": [], "config": {}, "extra": {}, "version": 0.4}
+            "links": links, "groups": [], "config": {}, "extra": {}, "models": models, "version": 0.4}
 
 
 def main():

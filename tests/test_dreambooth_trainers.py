@@ -142,9 +142,9 @@ def test_the_dreambooth_workflow_writes_such_a_dataset_headless(comfy, tmp_path)
     config = tomllib.loads((folder / "dataset.toml").read_text(encoding="utf-8"))
     assert config["datasets"][0]["resolution"] == 1024 and config["datasets"][0]["enable_bucket"] is True
     photos = image_files((folder / "images").iterdir())
-    assert len(photos) == 2 and all(Image.open(p).mode == "RGBA" for p in photos)
+    assert len(photos) == 1 and all(Image.open(p).mode == "RGBA" for p in photos)  # the template's one photo
     assert [p.name for p in image_files((folder / "masks").iterdir())] == [p.name for p in photos]
-    assert len(list((folder / "onetrainer").glob("*-masklabel.png"))) == 2
+    assert len(list((folder / "onetrainer").glob("*-masklabel.png"))) == 1
     for p in photos:
         mask = Image.open(folder / "masks" / p.name)
         assert mask.mode == "L" and mask.size == Image.open(p).size

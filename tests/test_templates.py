@@ -49,3 +49,22 @@ def test_titles_sort_in_the_intended_order_and_read_as_descriptions():
     for title in titles:
         assert re.fullmatch(r"(DICEPTION|PerSAM) \d [A-Z][^(]+ \([^)]+\)", title), title
         assert not set(title) & set('-_:?#%/\\<>|*"'), f"{title!r}: the browser shows '-' and '_' as spaces; the rest break URLs or file names"
+
+
+def test_templates_use_no_deprecated_node_and_name_their_model_downloads(comfy):
+    """Issue 19: PerSAM 1 and 3 used core ImageBatch, deprecated in ComfyUI v0.8.0 (its BatchImagesNode is not in the
+    2024-03 build, so the templates batch nothing); the Missing Models panel of frontend 1.58.1 reads download links
+    from the workflow's ``models`` and the loader node's ``properties.models`` ({name, url, directory})."""
+    from scripts.make_workflows import MODEL_FILES, ui_path
+
+    info = comfy.object_info()
+    for name in TITLES:
+        workflow = json.loads(ui_path(name).read_text())
+        for node in workflow["nodes"]:
+            assert node["type"] in info, (name, node["type"])
+            assert not info[node["type"]].get("deprecated"), f"{name}: {node['type']} is deprecated in {comfy.build.label}"
+            files = [v for v in node["widgets_values"] if isinstance(v, str) and v.endswith((".pth", ".safetensors"))]
+            assert sorted(m["name"] for m in node["properties"].get("models", [])) == sorted(files), (name, node["type"])
+        for model in workflow["models"]:
+            assert model == {"name": model["name"], **MODEL_FILES[model["name"]]}
+            assert re.fullmatch(r"https://[^ ]+/" + re.escape(model["name"]), model["url"]) and model["directory"] in ("diception", "sams")

@@ -3,8 +3,14 @@
 // shows the image connected to the node's `image` input; click to add a point (at most 5), drag a point to
 // move it, shift-click, ctrl-click (cmd-click) or right-click a point to delete it, "clear points" to start
 // over. It is active only for the "point segmentation" task; for other tasks the points are kept (greyed
-// out) and the node ignores them. Points are stored in the node's `points` widget as KJNodes Points Editor
-// JSON, in pixels of the image: [{"x": 120, "y": 80}, ...]. The picker itself is never saved.
+// out) and the node ignores them; when `points` is linked (e.g. from PerSAM Segment) the run uses the linked
+// points and the picker takes no clicks. Points are stored in the node's `points` widget as KJNodes Points
+// Editor JSON, in pixels of the image: [{"x": 120, "y": 80}, ...]. The picker itself is never saved.
+// The image is the one Load Image (or any node showing a picture) feeds in, through Reroute nodes too; after a
+// node that makes or changes the image (ImageScale, a crop, ...) only a run tells what it is, and points are in
+// pixels of what this node receives: the picker then shows what a Preview Image (or Save Image) on the same
+// output showed after the last run, and says so until there is one.
+// Each edit (click, drag, delete, clear) is one undo step of the graph editor.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 
@@ -30,10 +36,52 @@ function widgetOf(node, name) {
   return node.widgets?.find((w) => w.name === name);
 }
 
-// The node feeding `image` (getInputNode: the accessor both the current and the legacy LiteGraph offer).
-function sourceNode(node) {
-  const slot = node.findInputSlot?.("image") ?? -1;
-  return slot >= 0 && node.graph ? node.getInputNode(slot) : null;
+// The node feeding `image` and its output slot (getInputNode / getInputLink: accessors both the current and the
+// legacy LiteGraph offer), through the frontend's Reroute nodes (links' own reroute points need no walking: the
+// link starts at the real node).
+function sourceOf(node) {
+  let slot = node.findInputSlot?.("image") ?? -1;
+  let target = node;
+  for (let hops = 0; slot >= 0 && target.graph && hops < 64; hops++) {
+    const link = target.getInputLink(slot);
+    const source = link ? target.getInputNode(slot) : null;
+    if (!source) return null;
+    if (source.type !== "Reroute") return { node: source, slot: link.origin_slot };
+    target = source;
+    slot = 0;
+  }
+  return null;
+}
+
+// The node feeding `points` when that input is linked (the widget's value is then not what the run uses).
+function pointsLink(node) {
+  const slot = node.inputs?.findIndex((i) => i.name === "points" || i.widget?.name === "points") ?? -1;
+  return slot >= 0 && node.graph && node.isInputConnected(slot) ? node.getInputNode(slot) : null;
+}
+
+// Load Image, or a node that shows a picture (Load Image variants): the image it shows is the one it sends. Any other
+// node (ImageScale, a crop, a model) changes or makes the image: only a run tells what it is.
+function showsItsImage(source) {
+  return !!widgetOf(source, "image") || !!source.imgs?.length;
+}
+
+// After a run, the picture a Preview Image / Save Image beside this node shows of the same output: exactly the image
+// this node received.
+const PREVIEWS = ["PreviewImage", "SaveImage"];
+function previewOfOutput({ node, slot }) {
+  const seen = new Set();
+  const queue = [...(node.getOutputNodes?.(slot) ?? [])];
+  while (queue.length && seen.size < 256) {
+    const viewer = queue.shift();
+    if (!viewer || seen.has(viewer)) continue;
+    seen.add(viewer);
+    if (viewer.type === "Reroute") queue.push(...(viewer.getOutputNodes?.(0) ?? []));
+    else if (PREVIEWS.includes(viewer.type)) {
+      const url = imageURL(viewer);
+      if (url) return url;
+    }
+  }
+  return null;
 }
 
 function viewURL(filename, type, subfolder) {
@@ -88,34 +136,82 @@ function makeElement() {
   return { root, canvas, clear, status };
 }
 
+// The graph editor's undo history. Current frontend: LiteGraph's before/after-change events, which its change
+// tracker turns into one undo step (captureCanvasState); the 2024 page has neither and records the edit with the
+// next canvas action.
+function recordUndoStep() {
+  const canvas = app.canvas;
+  if (typeof canvas?.emitBeforeChange === "function" && typeof canvas.emitAfterChange === "function") {
+    canvas.emitBeforeChange();
+    canvas.emitAfterChange();
+  }
+}
+
+// Nodes 2.0 mounts a DOM widget's element once per node id: undo and redo load the graph again (new node objects,
+// new pickers) but its node component keeps the old element, which belongs to a removed node. A picker whose
+// element is off the page takes the place of its stale predecessor for the same node id.
+const pickers = new WeakMap();
+function isLive(node) {
+  return !!node.graph && node.graph.getNodeById?.(node.id) === node;
+}
+function reattach(picker) {
+  const { root } = picker.el;
+  if (root.isConnected || !isLive(picker.node)) return;
+  for (const element of document.querySelectorAll(".diception-point-picker")) {
+    const stale = pickers.get(element);
+    if (stale && stale !== picker && stale.node.id === picker.node.id && !isLive(stale.node)) {
+      element.replaceWith(root);
+      picker.refresh(true);
+      return;
+    }
+  }
+}
+
 class PointPicker {
   constructor(node) {
     this.node = node;
     this.el = makeElement();
+    pickers.set(this.el.root, this);
     this.dragging = -1;
     this.key = "";
     this.el.canvas.addEventListener("pointerdown", (e) => this.down(e));
     this.el.canvas.addEventListener("pointermove", (e) => this.move(e));
     for (const type of ["pointerup", "pointercancel"]) this.el.canvas.addEventListener(type, (e) => this.up(e));
+    this.el.canvas.addEventListener("lostpointercapture", (e) => this.up(e));
     this.el.canvas.addEventListener("contextmenu", (e) => { e.preventDefault(); e.stopPropagation(); });
     this.el.clear.addEventListener("pointerdown", (e) => e.stopPropagation());
     this.el.clear.addEventListener("click", (e) => { e.stopPropagation(); if (this.enabled()) this.setPoints([]); });
   }
 
   points() { return parsePoints(widgetOf(this.node, "points")?.value); }
-  enabled() { return widgetOf(this.node, "task")?.value === POINT_TASK; }
+  taskUsesPoints() { return widgetOf(this.node, "task")?.value === POINT_TASK; }
+  enabled() { return this.taskUsesPoints() && !pointsLink(this.node); }
+
+  // The picture the node's `image` input gets, or null (then `why` says what is missing).
   image() {
-    const url = imageURL(sourceNode(this.node));
+    const source = sourceOf(this.node);
+    if (!source) {
+      this.why = "connect an image (e.g. Load Image) to pick points";
+      return null;
+    }
+    const name = source.node.title || source.node.type;
+    const shown = showsItsImage(source.node);
+    const url = shown ? imageURL(source.node) : previewOfOutput(source);
+    this.why = url ? "loading the image…"
+      : shown ? `choose an image in ${name}`
+        : `${name} makes this image when the graph runs: connect a Preview Image to its output and run once`;
     return url ? loadImage(url, () => this.refresh(true)) : null;
   }
 
-  setPoints(points) {
+  // `record`: make this edit one undo step (a drag records once, when it ends).
+  setPoints(points, record = true) {
     const widget = widgetOf(this.node, "points");
     if (!widget) return;
     widget.value = JSON.stringify(points.map((p) => ({ x: Math.round(p.x), y: Math.round(p.y) })));
     widget.callback?.(widget.value);
     this.node.setDirtyCanvas?.(true, true);
     this.refresh(true);
+    if (record) recordUndoStep();
   }
 
   // Where the image is drawn, in the canvas element's own (untransformed) pixels.
@@ -171,30 +267,37 @@ class PointPicker {
     const points = this.points();
     if (!img || !points[this.dragging]) return;
     points[this.dragging] = this.clientToImage(img, event).clamped;
-    this.setPoints(points);
+    this.setPoints(points, false);
+    this.moved = true;
   }
 
   up(event) {
     if (this.dragging < 0) return;
     event.stopPropagation();
     this.dragging = -1;
-    this.el.canvas.releasePointerCapture?.(event.pointerId);
+    if (this.el.canvas.hasPointerCapture?.(event.pointerId)) this.el.canvas.releasePointerCapture(event.pointerId);
+    if (this.moved) recordUndoStep();
+    this.moved = false;
   }
 
   // Redraw when anything shown changed (cheap to call often: the legacy canvas calls it every frame).
   refresh(force = false) {
+    reattach(this);
     const { canvas } = this.el;
     const img = this.image();
     const enabled = this.enabled();
-    const key = [img?.src, widgetOf(this.node, "points")?.value, enabled, canvas.clientWidth, canvas.clientHeight].join("|");
+    const linked = pointsLink(this.node);
+    const key = [img?.src, this.why, widgetOf(this.node, "points")?.value, enabled, linked?.id, canvas.clientWidth, canvas.clientHeight].join("|");
     if (!force && key === this.key) return;
     this.key = key;
     const points = this.points();
     this.el.clear.disabled = !enabled || points.length === 0;
     this.el.root.dataset.enabled = String(enabled);
-    this.el.status.textContent = enabled
-      ? `${points.length}/${MAX_POINTS} points · drag: move · shift/ctrl-click: delete`
-      : `points are used by the "${POINT_TASK}" task only (kept, ignored by this task)`;
+    this.el.status.textContent = linked
+      ? `points come from ${linked.title || linked.type} (linked): the run uses those, not these`
+      : enabled
+        ? `${points.length}/${MAX_POINTS} points · drag: move · shift/ctrl-click: delete`
+        : `points are used by the "${POINT_TASK}" task only (kept, ignored by this task)`;
     const ratio = window.devicePixelRatio || 1;
     const w = canvas.clientWidth || 300, h = canvas.clientHeight || HEIGHT - BAR;
     canvas.width = Math.round(w * ratio);
@@ -206,7 +309,7 @@ class PointPicker {
     ctx.textAlign = "center";
     if (!img) {
       ctx.fillStyle = "#999";
-      ctx.fillText("connect an image (e.g. Load Image) to pick points", w / 2, h / 2);
+      ctx.fillText(this.why, w / 2, h / 2);
       return;
     }
     const b = this.box(img);
@@ -268,7 +371,11 @@ app.registerExtension({
     const onConnectionsChange = nodeType.prototype.onConnectionsChange;
     nodeType.prototype.onConnectionsChange = function () {
       const result = onConnectionsChange?.apply(this, arguments);
-      this.diceptionPicker?.refresh(true);
+      try {
+        this.diceptionPicker?.refresh(true);
+      } catch (error) {
+        console.error("point picker:", error); // never let the picker break loading a graph
+      }
       return result;
     };
   },

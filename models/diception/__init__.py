@@ -1,26 +1,35 @@
 """DICEPTION (arXiv 2502.17157): one SD3 transformer answering perception tasks as RGB images."""
 
+import importlib
 from pathlib import Path
 
+# Light at import: what a host needs to describe the tasks (ComfyUI reads these when it starts).
 from .batch_points import parse_batch_points
-from .checkpoint import convert, load_checkpoint
-from .loading import (
-    TextEncoderSource,
-    apply_checkpoint,
-    check_base_folder,
-    load_scheduler_config,
-    load_transformer,
-    load_vae,
-)
-from .pipeline import DicePipeline
-from .single_file import SD3_MEDIUM_CONFIGS, SingleFileTextEncoders, load_single_file
-from .text_encoder_files import PARTS as TEXT_ENCODERS
-from .text_encoder_files import TextEncoderFiles, choose_weights, classify_files, tokenizer_folders
 from .tasks import COCO_CATEGORIES, POINT_TASK, SEMANTIC_TASK, TASK_PROMPTS, parse_points, task_prompt
+
+# The rest imports diffusers / transformers (a second or more): loaded on first use, as diffusers loads its own
+# pipelines (PEP 562 module ``__getattr__``), so that importing this package costs a host nothing at start-up.
+_LAZY = {
+    "convert": "checkpoint", "load_checkpoint": "checkpoint",
+    "TextEncoderSource": "loading", "apply_checkpoint": "loading", "check_base_folder": "loading",
+    "load_scheduler_config": "loading", "load_transformer": "loading", "load_vae": "loading",
+    "DicePipeline": "pipeline",
+    "SD3_MEDIUM_CONFIGS": "single_file", "SingleFileTextEncoders": "single_file", "load_single_file": "single_file",
+    "TextEncoderFiles": "text_encoder_files", "choose_weights": "text_encoder_files",
+    "classify_files": "text_encoder_files", "tokenizer_folders": "text_encoder_files",
+}
+
+
+def __getattr__(name):
+    if name == "TEXT_ENCODERS":
+        return importlib.import_module(".text_encoder_files", __name__).PARTS
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load_pipeline(
-    base, checkpoint, dtype, prompt_cache_root, tokenizer_dirs=None, configs=SD3_MEDIUM_CONFIGS,
+    base, checkpoint, dtype, prompt_cache_root, tokenizer_dirs=None, configs=None,
     text_encoders=None, text_encoder_candidates=(),
 ):
     """DICEPTION from an SD3-medium base and a DICEPTION checkpoint (.pth / .safetensors).
@@ -30,6 +39,12 @@ def load_pipeline(
     Text encoders: ``text_encoders`` {"clip_l", "clip_g", "t5xxl": file or None} chosen files win; else the
     base's own; else the only file of that kind among ``text_encoder_candidates`` (see ``choose_weights``).
     """
+    from .loading import TextEncoderSource, apply_checkpoint, check_base_folder, load_scheduler_config, load_transformer, load_vae
+    from .pipeline import DicePipeline
+    from .single_file import SD3_MEDIUM_CONFIGS, load_single_file
+    from .text_encoder_files import TextEncoderFiles, choose_weights, tokenizer_folders
+
+    configs = SD3_MEDIUM_CONFIGS if configs is None else configs
     chosen = {k: v for k, v in (text_encoders or {}).items() if v}
     if Path(base).is_file():
         transformer, vae = load_single_file(base, dtype, configs)
