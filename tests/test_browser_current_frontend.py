@@ -136,8 +136,14 @@ def test_search_finds_every_node_of_the_pack(editor, current_comfy):
         editor.js("() => app.extensionManager.command.execute('Workspace.SearchBox.Toggle')")  # = double-click
         box = page.get_by_placeholder("Add a node...")
         box.fill(display, timeout=10000)
-        page.wait_for_timeout(400)
-        results = page.locator("[role=dialog]").filter(has=box).inner_text()
+        dialog = page.locator("[role=dialog]").filter(has=box)
+        try:  # the results render asynchronously: wait for them (up to 10 s on a loaded machine), not a fixed time
+            page.wait_for_function("(d) => [...document.querySelectorAll('[role=dialog]')].some(e => e.innerText.includes(d))",
+                                   arg=display, timeout=10000)
+        except Exception as e:  # playwright's TimeoutError: the assertion below reports what the box showed
+            if type(e).__name__ != "TimeoutError":
+                raise
+        results = dialog.inner_text()
         if display not in results:
             missing.append((display, results[:300]))
         page.keyboard.press("Escape")
