@@ -164,3 +164,21 @@ def test_several_references_beat_one_and_a_negative_cuts_distractor_picks(synthe
     assert both.on_subject > one.on_subject, (one, both)
     assert with_negative.distractor_picks < both.distractor_picks <= one.distractor_picks, (one, both, with_negative)
     assert with_negative.on_subject >= both.on_subject, (both, with_negative)
+
+
+def test_another_packs_sam_is_adopted_without_a_second_copy_and_left_as_it_was():
+    from segment_anything.modeling import MaskDecoder
+
+    from models.persam.sam_loading import adopt_sam, build_sam, config_beside
+
+    cfg = config_beside(PERSAM / "tiny_sam.pth")
+    theirs = build_sam(cfg)  # a plain segment_anything Sam, as another pack's loader returns it
+    theirs.model_name = "tiny_sam.pth"
+    ours = adopt_sam(theirs)
+    assert all(a is b for a, b in zip(ours.parameters(), theirs.parameters()))
+    assert all(a is b for a, b in zip(ours.buffers(), theirs.buffers()))
+    assert type(theirs.mask_decoder) is MaskDecoder and type(ours.mask_decoder) is not MaskDecoder
+    with pytest.raises(ValueError, match="sam_model: got a SAM 2 model"):
+        adopt_sam({"model": type("SAM2Base", (torch.nn.Module,), {"__module__": "sam2.modeling.sam2_base"})()})
+    with pytest.raises(ValueError, match="sam_model: got an object of type builtins.str"):
+        adopt_sam("sam_vit_b_01ec64.pth")

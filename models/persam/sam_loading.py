@@ -184,8 +184,8 @@ def describe_foreign_sam(sam):
         kind = "SAM 2" if "sam2" in (type(sam["model"]).__module__ + inner).lower() else inner
         return f"a {kind} model ({inner}, in a {{'model': ...}} dict as SAM 2 packs pass it)"
     if not isinstance(sam, Sam):
-        kind = "SAM 2 model" if "sam2" in (type(sam).__module__ + type(sam).__name__).lower() else "object"
-        return f"a {kind} of type {type(sam).__module__}.{type(sam).__name__}, not segment_anything's Sam"
+        kind = "a SAM 2 model" if "sam2" in (type(sam).__module__ + type(sam).__name__).lower() else "an object"
+        return f"{kind} of type {type(sam).__module__}.{type(sam).__name__}, not segment_anything's Sam"
     decoder = sam.mask_decoder
     if hasattr(decoder, "hf_token") or "hq" in type(decoder).__name__.lower() or "hq" in type(sam.image_encoder).__name__.lower():
         return (f"a SAM-HQ model ({type(sam.image_encoder).__name__} + {type(decoder).__name__}"
