@@ -113,7 +113,7 @@ class PersamReferenceNode:
                 f"box: {len(lines)} line(s) for {len(pictures)} reference image(s); give one line 'x0, y0, x1, y1' per "
                 "image (an empty line uses that image's mask)"
             )
-        features, subjects = [None] * len(pictures), []
+        features, subjects, painted = [None] * len(pictures), [], []
         for i, (picture, subject) in enumerate(zip(pictures, masks)):
             which = f" of reference image {i + 1} of {len(pictures)}" if len(pictures) > 1 else ""
             if subject is not None and tuple(subject.shape) != tuple(picture.shape[:2]):
@@ -131,8 +131,10 @@ class PersamReferenceNode:
                 features[i] = encode_image(sam_, picture)
                 found = predict(sam_, features[i], None, None, box=parse_box(line, picture.shape[1], picture.shape[0]))
                 subject = found.masks[found.best()].float().cpu()
+            else:
+                painted.append((i, picture, subject))
             subjects.append(subject)
-        negatives, negative_subjects = negative_references(negative_images, negative_masks, pictures, subjects)
+        negatives, negative_subjects = negative_references(negative_images, negative_masks, painted)
         progress = comfy_adapter.Progress(iterations, min_interval=0.1)  # interrupt checked every iteration
         reference = make_reference_set(
             sam_, pictures, subjects, negatives, negative_subjects, fine_tune=fine_tune, iterations=iterations,
@@ -183,9 +185,10 @@ def flatten(name: str, values) -> list:
     return items
 
 
-def negative_references(negative_images, negative_masks, pictures, subjects):
+def negative_references(negative_images, negative_masks, painted):
     """Negative images and masks (both or neither), one mask per image; a negative mask on one of the reference
-    photos must not cover that photo's subject."""
+    photos must not cover the subject's mask given for that photo (``painted``: (index, image, mask); masks that
+    SAM made from a box are not checked)."""
     if negative_images is None and negative_masks is None:
         return [], []
     if negative_images is None or negative_masks is None:
@@ -202,7 +205,7 @@ def negative_references(negative_images, negative_masks, pictures, subjects):
             )
         if not bool((mask >= 0.5).any()):
             raise ValueError(f"negative_masks: mask {j + 1} is empty; paint the look-alike in negative image {j + 1} or leave it out")
-        for i, (picture, subject) in enumerate(zip(pictures, subjects)):
+        for i, picture, subject in painted:
             if picture.shape == image.shape and torch.equal(picture, image):
                 overlap = int(((mask >= 0.5) & (subject.to(mask.device) >= 0.5)).sum())
                 if overlap:
