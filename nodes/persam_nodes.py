@@ -118,8 +118,9 @@ class PersamReferenceNode:
             which = f" of reference image {i + 1} of {len(pictures)}" if len(pictures) > 1 else ""
             if subject is not None and tuple(subject.shape) != tuple(picture.shape[:2]):
                 raise ValueError(
-                    f"mask: the mask{which} is {subject.shape[1]}x{subject.shape[0]} but its image is "
-                    f"{picture.shape[1]}x{picture.shape[0]}; each mask must have its own image's size"
+                    f"mask: the mask{which} ({subject.shape[1]}x{subject.shape[0]}) differs from the image's size "
+                    f"({picture.shape[1]}x{picture.shape[0]}); draw each mask on its own image (ComfyUI's mask editor) "
+                    "or resize it to that image first"
                 )
             if subject is None or not bool((subject >= 0.5).any()):
                 line = lines[i].strip() if lines else ""

@@ -116,7 +116,7 @@ def test_a_list_of_references_of_different_sizes(server, pictures):
     nodes["reference"]["inputs"].update(image=["list", 0], mask=["list", 1])
     assert server.run(nodes)["status"]["status_str"] == "success"
     nodes["list"]["inputs"]["masks"] = "swapped"
-    expect_error(server, nodes, "mask: the mask of reference image 1 of 2 is 160x128 but its image is 128x128")
+    expect_error(server, nodes, "mask: the mask of reference image 1 of 2 (160x128) differs from the image's size (128x128)")
 
 
 def test_another_packs_sam_model_drives_persam_segment(server, pictures):
