@@ -60,50 +60,165 @@ def parse_box(text: str, width: int, height: int):
 
 class PersamReferenceNode:
     DESCRIPTION = (
-        "Personalises SAM from ONE reference image and a mask of the subject (ComfyUI's mask editor or any mask "
-        "node; pixels ≥ 0.5 count), or a box around it. PerSAM is training-free; PerSAM-F fits 2 scale-aware "
-        "weights in a few seconds (one decoder pass, 1000 optimiser steps)."
+        "Personalises SAM from reference images of the subject, each with a mask (ComfyUI's mask editor or any "
+        "mask node; pixels ≥ 0.5 count) or a box: one image (the official one-shot PerSAM), an IMAGE batch with a "
+        "MASK batch of the same length, or a list of images of different sizes with a list of masks (the i-th "
+        "mask belongs to the i-th image). Optional negative images + masks show a look-alike that must NOT be "
+        "selected. PerSAM is training-free; PerSAM-F fits 2 scale-aware weights on all references (one decoder "
+        "pass per reference, 1000 optimiser steps)."
     )
     CATEGORY = "PerSAM"
     FUNCTION = "reference"
+    INPUT_IS_LIST = True  # a list of images of different sizes (and of masks) arrives whole
     RETURN_TYPES = ("PERSAM_REF",)
     RETURN_NAMES = ("reference",)
-    OUTPUT_TOOLTIPS = ("the personalised subject (target embedding, features, PerSAM-F weights), for PerSAM Segment and the DreamBooth mask",)
+    OUTPUT_TOOLTIPS = ("the personalised subject (target embeddings, negatives, PerSAM-F weights), for PerSAM Segment and the DreamBooth mask",)
 
     @classmethod
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "sam": ("PERSAM_SAM", {"tooltip": "from SAM Loader (PerSAM)"}),
-                "image": ("IMAGE", {"tooltip": "the reference photo (the first of a batch is used)"}),
+                "image": ("IMAGE", {"tooltip": "the reference photo(s): one image, a batch, or a list of different sizes"}),
                 "fine_tune": ("BOOLEAN", {"default": False, "tooltip": "PerSAM-F: learn the scale-aware mask weights"}),
             },
             "optional": {
-                "mask": ("MASK", {"tooltip": "the subject in the reference image, same size as the image"}),
-                "box": ("STRING", {"default": "", "tooltip": "instead of a mask: 'x0, y0, x1, y1' in pixels; SAM segments the box"}),
+                "sam": ("PERSAM_SAM", {"tooltip": "from SAM Loader (PerSAM); or connect sam_model instead"}),
+                "mask": ("MASK", {"tooltip": "the subject in each reference image: one mask per image, same sizes, same order"}),
+                "box": ("STRING", {"default": "", "multiline": True, "tooltip": "instead of a mask: 'x0, y0, x1, y1' in pixels, one line per reference image (an empty line: use that image's mask); SAM segments the box"}),
                 "iterations": ("INT", {"default": 1000, "min": 1, "max": 10000, "tooltip": "PerSAM-F optimiser steps"}),
+                "sam_model": ("SAM_MODEL", {"tooltip": "instead of sam: a Segment Anything ViT-B/L/H from another pack's SAM loader (e.g. SAMModelLoader (segment anything)); its weights are shared, not loaded again"}),
+                "negative_images": ("IMAGE", {"tooltip": "optional: photos showing a look-alike that must NOT be selected (may be the reference photos themselves)"}),
+                "negative_masks": ("MASK", {"tooltip": "the look-alike in each negative image, one mask per image; must not cover a reference mask of the same photo"}),
             },
         }
 
-    def reference(self, sam, image, fine_tune, mask=None, box="", iterations=1000):
-        from ..models.persam import encode_image, make_reference
+    def reference(self, image, fine_tune, sam=None, mask=None, box=None, iterations=None, sam_model=None,
+                  negative_images=None, negative_masks=None):
+        from ..models.persam import encode_image, make_reference_set
         from ..models.persam.predict import predict
 
-        if image.ndim != 4 or 0 in image.shape:
-            raise ValueError(f"image: expected a non-empty IMAGE, got shape {tuple(image.shape)}")
-        model = sam.ready()
-        picture, features = image[0], None
-        if mask is None or not bool((mask[0] >= 0.5).any()):
-            if not box.strip():
-                raise ValueError("mask: the reference mask is empty (or missing) and no box is given; paint the subject or give a box")
-            features = encode_image(model, picture)
-            found = predict(model, features, None, None, box=parse_box(box, picture.shape[1], picture.shape[0]))
-            mask = found.masks[found.best()].float()[None].cpu()
+        fine_tune, box = first(fine_tune, False), first(box, "")
+        iterations = first(iterations, 1000)
+        model = reference_sam(sam, sam_model)
+        sam_ = model.ready()
+        pictures = flatten("image", image)
+        masks = flatten("mask", mask) if mask is not None else [None] * len(pictures)
+        if len(masks) != len(pictures):
+            raise ValueError(
+                f"mask: {len(masks)} mask(s) for {len(pictures)} reference image(s); give one mask per image, in the "
+                "same order (a MASK batch of the same length, or a list of masks beside a list of images)"
+            )
+        lines = box.splitlines() if box.strip() else []
+        if lines and len(lines) != len(pictures):
+            raise ValueError(
+                f"box: {len(lines)} line(s) for {len(pictures)} reference image(s); give one line 'x0, y0, x1, y1' per "
+                "image (an empty line uses that image's mask)"
+            )
+        features, subjects, painted = [None] * len(pictures), [], []
+        for i, (picture, subject) in enumerate(zip(pictures, masks)):
+            which = f" of reference image {i + 1} of {len(pictures)}" if len(pictures) > 1 else ""
+            if subject is not None and tuple(subject.shape) != tuple(picture.shape[:2]):
+                raise ValueError(
+                    f"mask: the mask{which} ({subject.shape[1]}x{subject.shape[0]}) differs from the image's size "
+                    f"({picture.shape[1]}x{picture.shape[0]}); draw each mask on its own image (ComfyUI's mask editor) "
+                    "or resize it to that image first"
+                )
+            if subject is None or not bool((subject >= 0.5).any()):
+                line = lines[i].strip() if lines else ""
+                if not line:
+                    raise ValueError(
+                        f"mask: the reference mask is empty (or missing){which} and no box is given for it; paint the "
+                        "subject" + (f", give its box on line {i + 1} of box, or leave that image out" if which else " or give a box")
+                    )
+                features[i] = encode_image(sam_, picture)
+                found = predict(sam_, features[i], None, None, box=parse_box(line, picture.shape[1], picture.shape[0]))
+                subject = found.masks[found.best()].float().cpu()
+            else:
+                painted.append((i, picture, subject))
+            subjects.append(subject)
+        negatives, negative_subjects = negative_references(negative_images, negative_masks, painted)
         progress = comfy_adapter.Progress(iterations, min_interval=0.1)  # interrupt checked every iteration
-        reference = make_reference(
-            model, picture, mask[0], fine_tune=fine_tune, iterations=iterations, features=features, callback=progress,
+        reference = make_reference_set(
+            sam_, pictures, subjects, negatives, negative_subjects, fine_tune=fine_tune, iterations=iterations,
+            features=features, callback=progress,
         )
-        return (PersamReference(sam, reference),)
+        return (PersamReference(model, reference),)
+
+
+def first(value, default):
+    """A widget's value (a one-element list under INPUT_IS_LIST), or ``default`` when not given."""
+    if isinstance(value, list):
+        value = value[0] if value else None
+    return default if value is None else value
+
+
+def reference_sam(sam, sam_model) -> SamModel:
+    """Exactly one of ``sam`` (PERSAM_SAM) and ``sam_model`` (another pack's SAM_MODEL, adopted once per object)."""
+    sam, sam_model = first(sam, None), first(sam_model, None)
+    if (sam is None) == (sam_model is None):
+        raise ValueError(
+            "sam: connect either sam (from SAM Loader (PerSAM)) or sam_model (a SAM_MODEL from another pack's SAM "
+            "loader), " + ("not both" if sam is not None else "one of them is required")
+        )
+    if sam is not None:
+        return sam
+    adopted = ADOPTED.get(id(sam_model))
+    if adopted is None or adopted[0] is not sam_model:
+        from ..models.persam.sam_loading import adopt_sam
+
+        adopted = (sam_model, SamModel(adopt_sam(sam_model, "sam_model")))
+        ADOPTED.clear()  # keep only the latest: the other pack owns the weights, and may drop them
+        ADOPTED[id(sam_model)] = adopted
+    return adopted[1]
+
+
+ADOPTED = {}  # id(other pack's Sam) → (that Sam, our SamModel sharing its weights)
+
+
+def flatten(name: str, values) -> list:
+    """A list of IMAGE/MASK batches (INPUT_IS_LIST) → one (H, W[, 3]) tensor per image, in order."""
+    items = []
+    for batch in values if isinstance(values, list) else [values]:
+        if batch is None:
+            continue
+        if batch.ndim == 2:
+            batch = batch[None]
+        items += list(batch)
+    if not items:
+        raise ValueError(f"{name}: expected at least one image, got an empty list")
+    return items
+
+
+def negative_references(negative_images, negative_masks, painted):
+    """Negative images and masks (both or neither), one mask per image; a negative mask on one of the reference
+    photos must not cover the subject's mask given for that photo (``painted``: (index, image, mask); masks that
+    SAM made from a box are not checked)."""
+    if negative_images is None and negative_masks is None:
+        return [], []
+    if negative_images is None or negative_masks is None:
+        missing = "negative_masks" if negative_masks is None else "negative_images"
+        raise ValueError(f"{missing}: negative images and negative masks go together; connect both or neither")
+    images, masks = flatten("negative_images", negative_images), flatten("negative_masks", negative_masks)
+    if len(images) != len(masks):
+        raise ValueError(f"negative_masks: {len(masks)} mask(s) for {len(images)} negative image(s); give one mask per image, in order")
+    for j, (image, mask) in enumerate(zip(images, masks)):
+        if tuple(mask.shape) != tuple(image.shape[:2]):
+            raise ValueError(
+                f"negative_masks: mask {j + 1} is {mask.shape[1]}x{mask.shape[0]} but negative image {j + 1} is "
+                f"{image.shape[1]}x{image.shape[0]}"
+            )
+        if not bool((mask >= 0.5).any()):
+            raise ValueError(f"negative_masks: mask {j + 1} is empty; paint the look-alike in negative image {j + 1} or leave it out")
+        for i, picture, subject in painted:
+            if picture.shape == image.shape and torch.equal(picture, image):
+                overlap = int(((mask >= 0.5) & (subject.to(mask.device) >= 0.5)).sum())
+                if overlap:
+                    raise ValueError(
+                        f"negative_masks: mask {j + 1} covers {overlap} pixel(s) of the subject's mask in reference image "
+                        f"{i + 1} (the same photo); a pixel cannot be both the subject and not the subject: erase the "
+                        "overlap from one of the masks"
+                    )
+    return images, masks
 
 
 class PersamSegment:

@@ -87,6 +87,15 @@ WORKFLOWS = {
         "7": {"class_type": "PersamSaveDreamBoothDataset", "inputs": {"images": ["2", 0], "masks": ["6", 0], "folder": "dreambooth/subject", "caption": "a photo of sks toy", "onetrainer_masklabels": True}},
         "8": save(["6", 2], "dreambooth_preview"),
     },
+    "persam_several_references": {  # a 2-frame PNG: frame 1 with its mask (alpha), frame 2 without (box line 2)
+        "1": load("example_references.png"), "2": load("example_photo.png"), "3": SAM, "5": load("example_negative.png"),
+        "4": {"class_type": "PersamReference", "inputs": {
+            "sam": ["3", 0], "image": ["1", 0], "mask": ["1", 1], "fine_tune": False, "box": "\n160, 100, 256, 188",
+            "iterations": 1000, "negative_images": ["5", 0], "negative_masks": ["5", 1]}},
+        "6": {"class_type": "PersamSegment", "inputs": {"reference": ["4", 0], "images": ["2", 0], "max_instances": 1, "overlap_stop": 0.5}},
+        "7": {"class_type": "MaskToImage", "inputs": {"mask": ["6", 0]}}, "8": save(["7", 0], "persam_refs_mask"),
+        "9": save(["6", 2], "persam_refs_preview"),
+    },
 }
 
 # Template titles: current ComfyUI's template browser (frontend 1.58.1) shows a pack's workflow by its FILE NAME,
@@ -101,6 +110,7 @@ TITLES = {
     "persam_segment": "PerSAM 1 One shot segmentation (reference image and mask, masks of new photos)",
     "persam_to_diception": "PerSAM 2 PerSAM points drive DICEPTION (personalised point segmentation)",
     "persam_dreambooth_dataset": "PerSAM 3 DreamBooth dataset (subject masks for kohya, OneTrainer, SimpleTuner)",
+    "persam_several_references": "PerSAM 4 Several references and a negative (reference batch, masks or boxes, look alike to avoid)",
 }
 
 

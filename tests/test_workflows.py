@@ -22,7 +22,7 @@ TINY = [
 def test_there_is_a_workflow_for_every_use():
     assert set(NAMES) == {
         "diception_depth", "diception_normals", "diception_point_segmentation", "diception_entity_semantic_masks",
-        "persam_segment", "persam_to_diception", "persam_dreambooth_dataset",
+        "persam_segment", "persam_to_diception", "persam_dreambooth_dataset", "persam_several_references",
     }
     assert all(ui_path(n).is_file() for n in NAMES)
 

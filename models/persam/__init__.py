@@ -1,10 +1,11 @@
-"""PerSAM / PerSAM-F (arXiv 2305.03048): Segment Anything personalised from one image and mask."""
+"""PerSAM / PerSAM-F (arXiv 2305.03048): Segment Anything personalised from one image and mask (or several, and
+negative examples: ``make_reference_set``)."""
 
 import torch
 
 from .cascade import Segmentation, persam_f_segment, persam_segment
 from .features import ImageFeatures, as_uint8_image, as_uint8_mask, encode_image, encode_images
-from .reference import Reference, make_reference
+from .reference import Reference, make_reference, make_reference_set
 from .sam_loading import load_sam
 
 
@@ -12,8 +13,9 @@ def segment(sam, reference: Reference, image, features=None, exclude=None, previ
     """Segment the reference's subject in one image ((H, W, 3) float 0..1 or uint8)."""
     features = features if features is not None else encode_image(sam, image)
     if reference.mode == "persam_f":
-        return persam_f_segment(sam, features, reference.embedding, reference.weights, exclude, previous_box)
-    return persam_segment(sam, features, reference.embedding, exclude, previous_box)
+        return persam_f_segment(sam, features, reference.embedding, reference.weights, exclude, previous_box,
+                                reference.negatives)
+    return persam_segment(sam, features, reference.embedding, exclude, previous_box, reference.negatives)
 
 
 def segment_instances(sam, reference: Reference, image, max_instances=1, overlap_stop=0.5, features=None, previous_boxes=()) -> list:

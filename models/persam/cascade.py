@@ -4,10 +4,13 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .location_prior import attention_similarity, location_prior, select_points
+from .location_prior import attention_similarity, guidance_embedding, reference_prior, select_points
 from .predict import mask_box, predict
 from .scale_aware import weighted_logits
 from .video import carried_prompt
+
+
+GUIDANCE = "best"  # several references: the best-matching one prompts the decoder (README "Several references")
 
 
 @dataclass
@@ -23,27 +26,36 @@ class Segmentation:
         return bool(self.mask.any())
 
 
-def persam_segment(sam, image, embedding, exclude=None, previous_box=None) -> Segmentation:
+def persam_segment(sam, image, embedding, exclude=None, previous_box=None, negatives=None, guidance=GUIDANCE) -> Segmentation:
     """Training-free PerSAM: [positive, negative] points with target-guided attention and target-semantic
     prompting (pass 1); refinement with pass 1's logits (pass 2, best of 3); then with pass 2's box (pass 3).
+    ``embedding`` (K, 1, C): one target embedding per reference (K = 1: the official one-shot PerSAM);
+    ``negatives`` (M, 1, C): embeddings of what must not be selected (``reference_prior``: they lower the prior
+    and add negative points); ``guidance``: which embedding prompts the decoder (``guidance_embedding``).
     ``exclude`` (H, W) bool: pixels already explained (other instances) get the prior's minimum.
     ``previous_box``: video, the previous frame's box of this instance also prompts pass 1 (``carried_prompt``)."""
-    similarity = suppress(location_prior(embedding, image, sam), exclude)
+    similarity, priors, negative_points = reference_prior(embedding, image, sam, negatives)
+    similarity = suppress(similarity, exclude)
     points, labels = select_points(similarity, negative=True)
+    points, labels = with_negative_points(points, labels, negative_points)
+    target = guidance_embedding(embedding, priors, points[0], guidance)
     points, labels, box = carried_prompt(points, labels, previous_box, *image.original_size)
     attn_sim = attention_similarity(similarity, image.features.shape[-2:])
-    first = predict(sam, image, points, labels, box=box, multimask=False, attn_sim=attn_sim, target_embedding=embedding)
+    first = predict(sam, image, points, labels, box=box, multimask=False, attn_sim=attn_sim, target_embedding=target)
     second = predict(sam, image, points, labels, mask_input=first.logits[0:1], multimask=True)
     result = Segmentation(second.masks[second.best()], points, labels, similarity,
                           {"attn_sim": attn_sim, "pass1": first, "pass2": second})
     return refine_with_box(sam, image, result, second.masks[second.best()], second.logits[second.best()][None], "pass3")
 
 
-def persam_f_segment(sam, image, embedding, weights, exclude=None, previous_box=None) -> Segmentation:
-    """PerSAM-F: positive point only; the three multimask logits mixed with the learned scale-aware weights,
-    then two box-prompted refinements. ``previous_box`` as in ``persam_segment``."""
-    similarity = suppress(location_prior(embedding, image, sam), exclude)
+def persam_f_segment(sam, image, embedding, weights, exclude=None, previous_box=None, negatives=None) -> Segmentation:
+    """PerSAM-F: positive point only (and the negative references' points); the three multimask logits mixed
+    with the learned scale-aware weights, then two box-prompted refinements. The other arguments as in
+    ``persam_segment``."""
+    similarity, _, negative_points = reference_prior(embedding, image, sam, negatives)
+    similarity = suppress(similarity, exclude)
     points, labels = select_points(similarity, negative=False)
+    points, labels = with_negative_points(points, labels, negative_points)
     points, labels, box = carried_prompt(points, labels, previous_box, *image.original_size)
     first = predict(sam, image, points, labels, box=box, multimask=True)
     logit_high = weighted_logits(first.logits_high, weights)
@@ -55,6 +67,13 @@ def persam_f_segment(sam, image, embedding, weights, exclude=None, previous_box=
         return result
     second = result.passes["pass2"]
     return refine_with_box(sam, image, result, second.masks[second.best()], second.logits[second.best()][None], "pass3")
+
+
+def with_negative_points(points, labels, negative_points):
+    """The location prior's points followed by the negative references' points (label 0)."""
+    if not len(negative_points):
+        return points, labels
+    return torch.cat([points, negative_points.to(points.dtype)]), torch.cat([labels, labels.new_zeros(len(negative_points))])
 
 
 def suppress(similarity: torch.Tensor, exclude) -> torch.Tensor:

@@ -54,3 +54,36 @@ def attention_similarity(similarity: torch.Tensor, grid) -> torch.Tensor:
     sim = (similarity - similarity.mean()) / torch.std(similarity)
     sim = F.interpolate(sim[None, None], size=tuple(grid), mode="bilinear")
     return sim.sigmoid().unsqueeze(0).flatten(3)
+
+
+def reference_prior(embeddings: torch.Tensor, image, sam, negatives=None):
+    """The location prior of a reference set: per pixel the best match over the positive ``embeddings``
+    (K, 1, C); with ``negatives`` (M, 1, C), pixels that match some negative better than every positive are
+    lowered by that margin, ``S = P − max(0, N − P)`` (P, N: best positive / negative cosine). With one
+    positive and no negatives this is ``location_prior`` itself, bit for bit.
+    Returns (S (H, W), per-reference priors (K, H, W), negative points (M', 2) as (x, y)): one negative
+    point per negative reference that beats the positives somewhere, where its margin ``N_j − P`` is largest."""
+    priors = torch.stack([location_prior(e, image, sam) for e in embeddings])
+    positive = priors[0] if len(priors) == 1 else priors.amax(0)
+    if negatives is None or not len(negatives):
+        return positive, priors, torch.zeros(0, 2, dtype=torch.long)
+    margins = torch.stack([location_prior(e, image, sam) for e in negatives]) - positive  # (M, H, W)
+    similarity = positive - margins.amax(0).clamp(min=0)
+    points = []
+    for margin in margins:
+        if float(margin.max()) > 0:
+            index = int(margin.flatten().argmax())
+            points.append([index % margin.shape[1], index // margin.shape[1]])
+    return similarity, priors, torch.tensor(points, dtype=torch.long).reshape(-1, 2)
+
+
+def guidance_embedding(embeddings: torch.Tensor, priors: torch.Tensor, point, rule: str = "best") -> torch.Tensor:
+    """The target embedding that steers the decoder (target-guided attention's prior is the set's; this is
+    the target-semantic prompt): ``"mean"`` of the references' embeddings, or the ``"best"``-matching
+    reference, the one most similar to the test image at the chosen positive point. → (1, 1, C)."""
+    if len(embeddings) == 1:
+        return embeddings[0:1]
+    if rule == "mean":
+        return embeddings.mean(0, keepdim=True)
+    x, y = (int(v) for v in point)
+    return embeddings[int(priors[:, y, x].argmax())][None]

@@ -1,5 +1,6 @@
 """Loading Segment Anything checkpoints (official ``.pth`` or ``.safetensors``), architecture read off the weights."""
 
+import copy
 import json
 from functools import partial
 from pathlib import Path
@@ -9,7 +10,7 @@ from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncode
 
 from ..weights import WeightsError, load_weights, tensors_only
 from .encoder_attention import enable_efficient_attention
-from .guided_decoder import enable_target_guidance
+from .guided_decoder import GuidedMaskDecoder, enable_target_guidance
 
 DECODER_HEADS = 8  # SAM's value; not visible in the weights, so a config beside the checkpoint may override it
 
@@ -152,3 +153,41 @@ def load_sam(path) -> Sam:
     enable_target_guidance(sam)
     enable_efficient_attention(sam)
     return sam.eval().requires_grad_(False)
+
+
+def adopt_sam(sam, name: str = "sam_model") -> Sam:
+    """A ``segment_anything`` ``Sam`` loaded by another node pack (e.g. the ``SAM_MODEL`` of
+    storyicon/comfyui_segment_anything) → a PerSAM-ready ``Sam`` that SHARES its parameters and buffers (no
+    second copy of the weights) with PerSAM's decoder and encoder attention; the other pack's object is left
+    as it was. SAM-HQ, SAM 2 and other variants are refused with a ``ValueError`` naming ``name``."""
+    what = describe_foreign_sam(sam)
+    supported = ("PerSAM supports Segment Anything (v1) ViT-B / ViT-L / ViT-H models (segment_anything's Sam, "
+                 "e.g. sam_vit_b_01ec64.pth from a SAM_MODEL loader, or this pack's SAM Loader (PerSAM))")
+    if what is not None:
+        raise ValueError(f"{name}: got {what}; {supported}")
+    if type(sam.image_encoder) is not ImageEncoderViT or type(sam.mask_decoder) not in (MaskDecoder, GuidedMaskDecoder):
+        raise ValueError(
+            f"{name}: got a Sam with a {type(sam.image_encoder).__name__} image encoder and a "
+            f"{type(sam.mask_decoder).__name__} mask decoder (not SAM's own); {supported}"
+        )
+    shared = {id(t): t for t in list(sam.parameters()) + list(sam.buffers())}
+    adopted = copy.deepcopy(sam, memo=shared)
+    enable_target_guidance(adopted)
+    enable_efficient_attention(adopted)
+    return adopted.eval().requires_grad_(False)
+
+
+def describe_foreign_sam(sam):
+    """What a non-SAM input is, in words, or None when it is a ``segment_anything`` ``Sam``."""
+    if isinstance(sam, dict) and "model" in sam:  # kijai/ComfyUI-segment-anything-2: {'model': SAM2Base, ...}
+        inner = type(sam["model"]).__name__
+        kind = "SAM 2" if "sam2" in (type(sam["model"]).__module__ + inner).lower() else inner
+        return f"a {kind} model ({inner}, in a {{'model': ...}} dict as SAM 2 packs pass it)"
+    if not isinstance(sam, Sam):
+        kind = "a SAM 2 model" if "sam2" in (type(sam).__module__ + type(sam).__name__).lower() else "an object"
+        return f"{kind} of type {type(sam).__module__}.{type(sam).__name__}, not segment_anything's Sam"
+    decoder = sam.mask_decoder
+    if hasattr(decoder, "hf_token") or "hq" in type(decoder).__name__.lower() or "hq" in type(sam.image_encoder).__name__.lower():
+        return (f"a SAM-HQ model ({type(sam.image_encoder).__name__} + {type(decoder).__name__}"
+                f"{', ' + sam.model_name if isinstance(getattr(sam, 'model_name', None), str) else ''})")
+    return None

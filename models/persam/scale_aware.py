@@ -106,9 +106,27 @@ class MixedLoss:
         return loss, grad, hess
 
 
-def scale_aware_weights(multimask_logits: torch.Tensor, target_mask: torch.Tensor, iterations=1000, lr=1e-3,
-                        callback=None, trust: float = 0.03):
-    """Fit the 2 scale-aware parameters on constant (3, H, W) logits against the (H, W) reference mask.
+class MeanLoss:
+    """Several references: the mean of their ``MixedLoss``es (each over its own image and mask), with the
+    same ``reach`` / ``taylor`` interface."""
+
+    def __init__(self, losses: list):
+        self.losses = losses
+        self.reach = tuple(max(loss.reach[k] for loss in losses) for k in range(2))
+
+    def taylor(self, a: float, b: float, hessian: bool = True):
+        parts = [loss.taylor(a, b, hessian) for loss in self.losses]
+        n = len(parts)
+        loss = sum(p[0] for p in parts) / n
+        grad = [sum(p[1][k] for p in parts) / n for k in range(2)]
+        if not hessian:
+            return loss, grad, None
+        return loss, grad, [[sum(p[2][i][j] for p in parts) / n for j in range(2)] for i in range(2)]
+
+
+def scale_aware_weights(multimask_logits, target_mask, iterations=1000, lr=1e-3, callback=None, trust: float = 0.03):
+    """Fit the 2 scale-aware parameters on constant (3, H, W) logits against the (H, W) reference mask
+    (or on lists of them, one per reference: the mean of their losses, ``MeanLoss``).
     Returns (weights (3,), per-iteration losses (iterations,)).
 
     Between exact evaluations the loss is its second-order Taylor model around an anchor (exact loss,
@@ -117,7 +135,10 @@ def scale_aware_weights(multimask_logits: torch.Tensor, target_mask: torch.Tenso
     On the fixtures this matches the official weights to 3e-6 (tolerance 1e-4) at ~1/100 of the cost of an
     exact evaluation per step.
     """
-    loss_fn = MixedLoss(multimask_logits, target_mask)
+    if isinstance(multimask_logits, (list, tuple)):
+        loss_fn = MeanLoss([MixedLoss(logits, target) for logits, target in zip(multimask_logits, target_mask)])
+    else:
+        loss_fn = MixedLoss(multimask_logits, target_mask)
     params, first, second = [1 / 3, 1 / 3], [0.0, 0.0], [0.0, 0.0]
     losses, anchor = [], None
     for i in range(iterations):
