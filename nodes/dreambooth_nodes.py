@@ -75,7 +75,7 @@ class SaveDreamBoothDataset:
                 "onetrainer_masklabels": ("BOOLEAN", {"default": True, "tooltip": "also write the onetrainer/ folder (photos + NAME-masklabel.png + captions) and onetrainer_concepts.json"}),
             },
             "optional": {
-                "resolution": (list(RESOLUTION_CHOICES), {"default": DEFAULT_RESOLUTION, "tooltip": "the model's native training size for kohya's dataset.toml and SimpleTuner: 1024 for SDXL, SD3 and Flux, 768 for SD2, 512 for SD1.5 (buckets keep each photo's aspect ratio and never upscale)"}),
+                "resolution": (list(RESOLUTION_CHOICES), {"default": DEFAULT_RESOLUTION, "tooltip": "the model's native training size for kohya's dataset.toml and SimpleTuner: 1024 for SDXL, SD3 and Flux, 768 for SD2, 512 for SD1.5 (buckets keep each photo's aspect ratio; kohya never upscales, SimpleTuner and OneTrainer scale each photo to about this size squared)"}),
             },
         }
 
