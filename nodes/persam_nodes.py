@@ -96,7 +96,7 @@ class PersamReferenceNode:
                 raise ValueError("mask: the reference mask is empty (or missing) and no box is given; paint the subject or give a box")
             features = encode_image(model, picture)
             found = predict(model, features, None, None, box=parse_box(box, picture.shape[1], picture.shape[0]))
-            mask = found.masks[found.best()].float()[None].cpu()
+            mask = found.mask(found.best()).float()[None].cpu()
         progress = comfy_adapter.Progress(iterations, min_interval=0.1)  # interrupt checked every iteration
         reference = make_reference(
             model, picture, mask[0], fine_tune=fine_tune, iterations=iterations, features=features, callback=progress,
@@ -142,7 +142,9 @@ class PersamSegment:
     def segment(self, reference, images, max_instances=1, overlap_stop=0.5, video=False, batch_size=4):
         result = segment_batch(reference, images, max_instances, overlap_stop, video, batch_size)
         points = json.dumps([[{"x": x, "y": y} for x, y in frame] for frame in result.points])
-        instance_images = images[result.instance_frames or [0]]
+        frames = result.instance_frames or [0]
+        # the same images in the same order (one instance per image): the input itself, not a full-size copy
+        instance_images = images if frames == list(range(images.shape[0])) else images[frames]
         return (result.masks, points, overlay(images, result.masks), result.instance_masks, instance_images,
                 json.dumps(result.instance_frames))
 
@@ -160,11 +162,16 @@ def segment_batch(reference: PersamReference, images, max_instances=1, overlap_s
     return result
 
 
-def overlay(images: torch.Tensor, masks: torch.Tensor, colour=(1.0, 0.2, 0.2), alpha=0.5) -> torch.Tensor:
-    """The images with their masks tinted (a preview)."""
-    tint = torch.tensor(colour, dtype=images.dtype)
-    m = masks[..., None].to(images.dtype) * alpha
-    return images * (1 - m) + tint * m
+def overlay(images: torch.Tensor, masks: torch.Tensor, colour=(1.0, 0.2, 0.2), alpha=0.5, rows: int = 512) -> torch.Tensor:
+    """The images with their masks tinted (a preview), computed ``rows`` image rows at a time: no full-size
+    temporaries besides the output."""
+    tint = torch.tensor(colour, dtype=images.dtype, device=images.device)
+    out = torch.empty_like(images)
+    for i in range(images.shape[0]):
+        for top in range(0, images.shape[1], rows):
+            m = masks[i, top : top + rows, :, None].to(images.dtype) * alpha
+            out[i, top : top + rows] = images[i, top : top + rows] * (1 - m) + tint * m
+    return out
 
 
 NODE_CLASS_MAPPINGS = {"PersamSamLoader": SamLoader, "PersamReference": PersamReferenceNode, "PersamSegment": PersamSegment}
