@@ -131,8 +131,9 @@ def test_simpletuner_trims_photo_and_mask_alike_and_each_dataset_has_its_own_ids
     even with ``"crop": false``, the photo when caching latents and the mask when collating: only the deterministic
     "center" on BOTH entries keeps them aligned. Run with SimpleTuner's own factory, sampler
     (connect_conditioning_samples) and collate on photos of three sizes: 0 of 18 draws differ with this config,
-    17 of 18 without crop_style (README, Trainers). Two datasets (same folder name, different folders) concatenated
-    into one config: unique ids, at most one default text-embed backend (SimpleTuner refuses two)."""
+    16 and 17 of 18 in two runs without crop_style (README, Bucketing and crops). Two datasets (same folder name,
+    different folders) concatenated into one config: unique ids, at most one default text-embed backend (SimpleTuner
+    refuses two)."""
     photos, masks = photos_and_masks()
     first = export_dataset(tmp_path / "a", "db/toy", photos, masks, "a photo of sks toy")
     second = export_dataset(tmp_path / "b", "db/toy", photos, masks, "a photo of sks toy")
