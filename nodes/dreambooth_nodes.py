@@ -2,6 +2,8 @@
 
 import os
 
+import torch
+
 import folder_paths
 
 from ..models.dreambooth import RESOLUTIONS, export_dataset, latent_loss_mask, training_mask
@@ -44,7 +46,10 @@ class DreamBoothMask:
     def masks(self, reference, images, grow_pixels, feather_pixels, fill_holes, vae_factor):
         found = segment_batch(reference, images).masks
         masks = training_mask(found, grow_pixels, feather_pixels, fill_holes)
-        preview = images * (0.25 + 0.75 * masks[..., None])
+        preview = torch.empty_like(images)  # the kept regions, a few rows at a time (no full-size temporaries)
+        for i in range(images.shape[0]):
+            for top in range(0, images.shape[1], 512):
+                preview[i, top : top + 512] = images[i, top : top + 512] * (0.25 + 0.75 * masks[i, top : top + 512, :, None])
         return (masks, latent_loss_mask(masks, vae_factor), preview)
 
 

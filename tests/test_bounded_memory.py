@@ -13,7 +13,7 @@ from PIL import Image
 
 from models.diception.pipeline import postprocess, preprocess
 from models.persam import encode_image, load_sam
-from models.persam.features import as_uint8_image, to_uint8
+from models.persam.features import as_uint8_image, as_uint8_mask, to_uint8
 from models.persam.predict import predict
 from models.persam.scale_aware import weighted_logits
 
@@ -34,6 +34,8 @@ def test_uint8_conversion_in_rows_equals_the_whole_image():
     image[0, 0] = [0.5 / 255, 254.5 / 255, 1.5 / 255]  # rounding edges
     whole = (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
     assert np.array_equal(to_uint8(image, rows=64), whole) and np.array_equal(as_uint8_image(image), whole)
+    mask = image[..., 0].astype(np.float64)  # a float64 mask is converted as float32, as before
+    assert np.array_equal(as_uint8_mask(mask, mask.shape), (np.clip(mask.astype(np.float32), 0, 1) * 255).round().astype(np.uint8))
     batch = torch.from_numpy(image)[None]
     resized = Image.fromarray(whole).resize((64, 64), Image.LANCZOS)
     expected = torch.from_numpy(np.asarray(resized, dtype=np.float32) / 255).permute(2, 0, 1)[None]

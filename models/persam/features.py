@@ -93,4 +93,4 @@ def as_uint8_mask(mask, shape) -> np.ndarray:
         )
     if array.dtype == np.uint8:
         return array
-    return (np.clip(array.astype(np.float32), 0, 1) * 255).round().astype(np.uint8)
+    return to_uint8(array.astype(np.float32, copy=False))
