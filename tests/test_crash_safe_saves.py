@@ -198,3 +198,26 @@ def test_two_servers_saving_into_one_folder_take_no_name_twice_and_lose_nothing(
     backend_ids = {json.loads((d / "multidatabackend.json").read_text())[0]["id"] for d in datasets}
     assert len(backend_ids) == 40  # SimpleTuner dataset ids are unique per dataset
     assert not [p for p in race.iterdir() if p.name.startswith(".")]  # no temporary left
+
+
+def test_a_dataset_that_loses_the_race_for_its_name_takes_the_next_with_configs_naming_it(tmp_path, monkeypatch):
+    """Engine level: another process renames its dataset to the name between our check and our rename; ours
+    takes the next number and its configs (written for the first name) are rewritten for the one it got."""
+    from models.dreambooth import dataset
+
+    publish = dataset.publish_folder
+
+    def race(staging, final):
+        if final.name == "dog":  # the other process wins "dog" just before us
+            final.mkdir()
+            (final / "theirs.txt").write_text("theirs")
+        publish(staging, final)
+
+    monkeypatch.setattr(dataset, "publish_folder", race)
+    photos, masks = np.random.default_rng(0).random((1, 24, 32, 3)), np.ones((1, 24, 32))
+    folder = export_dataset(tmp_path, "db/dog", photos, masks, "a photo of sks dog")
+    assert folder == tmp_path / "db" / "dog_001" and (tmp_path / "db" / "dog" / "theirs.txt").read_text() == "theirs"
+    assert_complete_dataset(folder, 1)
+    assert f"{folder.as_posix()}/images" in (folder / "dataset.toml").read_text(encoding="utf-8")
+    assert str(folder) in (folder / "README.txt").read_text(encoding="utf-8")
+    assert sorted(p.name for p in (tmp_path / "db").iterdir()) == ["dog", "dog_001"]  # no temporary left
