@@ -3,8 +3,9 @@ a file or dataset under its final name that is not complete, whether the server 
 full or read-only; two servers saving into one output folder never take the same name and lose nothing.
 
 The disk-full and read-only cases mount a small tmpfs inside the output folder (needs root); where the machine
-refuses the mount they skip saying so. Slowest here: the kill test (one server start + ~5 s of writing) and the
-two-server test (one more server start, 40 prompts): about 30 s together on a 2-core machine."""
+refuses the mount they skip saying so. Slowest here: the kill test (one server start + a few seconds of writing,
+60 s on a loaded 2-core machine) and the two-server test (one more server start per build, 40 prompts: under a
+minute per build there)."""
 
 import json
 import os
