@@ -4,9 +4,11 @@ Used by Save DreamBooth Dataset (``folder``) and Save Depth (``filename_prefix``
 naming the input and what is expected, when it is empty or names the output folder itself ("" or "."), is absolute,
 climbs out with "..", leads out through a symbolic link, holds a NUL byte, has a component longer than the
 filesystem allows (255 bytes) or makes a path longer than the system allows. Nothing existing is overwritten: a
-taken folder gets a numbered sibling (``name_001``), files get the next free number.
+taken folder gets a numbered sibling (``name_001``), files get the next free number; the number is claimed when the
+complete file or folder is published (models.publish), so two processes never take the same one.
 """
 
+import errno
 import os
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
@@ -69,20 +71,27 @@ def contained(root: Path, path: Path, name: str, input_name: str, example: str) 
     return real
 
 
-def output_folder(root, name, input_name: str = "folder", example: str = "dreambooth/subject") -> Path:
-    """A new or empty folder ``root/name`` (created), or ``name_001``, ``name_002``… when it is taken."""
+def output_target(root, name, input_name: str = "folder", example: str = "dreambooth/subject") -> Path:
+    """The checked path ``root/name`` of a folder to be written (its parent folders are created, not the folder)."""
     root = Path(os.path.realpath(root))
     target = contained(root, root.joinpath(*check_name(name, input_name, example)), name, input_name, example)
-    candidate, n = target, 0
-    while candidate.exists() and (not candidate.is_dir() or any(candidate.iterdir())):
+    make_folder(target.parent, input_name)
+    return target
+
+
+def numbered(target: Path, input_name: str = "folder"):
+    """``target``, then ``target_001``, ``target_002``… that are free (absent, or an empty folder): the names a
+    folder may take. Which one it gets is settled when it is renamed into place (models.publish)."""
+    n, candidate = 0, target
+    while True:
+        if not os.path.lexists(candidate) or (candidate.is_dir() and not candidate.is_symlink()
+                                              and not any(candidate.iterdir())):
+            yield candidate
         n += 1
         candidate = target.with_name(f"{target.name}_{n:03}")
         if byte_length(candidate.name) > MAX_NAME_BYTES:
             raise ValueError(f"{input_name}: {target.name[:40]!r}… is taken and a numbered name "
                              f"({byte_length(candidate.name)} bytes) exceeds {MAX_NAME_BYTES} bytes: give a shorter name")
-    candidate = contained(root, candidate, name, input_name, example)
-    make_folder(candidate, input_name)
-    return candidate
 
 
 def output_prefix(root, prefix, suffix_bytes: int, input_name: str = "filename_prefix",
@@ -108,4 +117,10 @@ def make_folder(folder: Path, input_name: str):
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise ValueError(f"{input_name}: cannot create the folder {str(folder)!r}: {e.strerror}; choose another name") from e
+        if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT):
+            advice = ("free space on that disk, or choose another output folder (ComfyUI's --output-directory)"
+                      if e.errno in (errno.ENOSPC, errno.EDQUOT) else
+                      "choose another output folder (ComfyUI's --output-directory) on a disk ComfyUI may write to")
+        else:
+            advice = "choose another name"
+        raise ValueError(f"{input_name}: cannot create the folder {str(folder)!r}: {e.strerror}; {advice}") from e

@@ -2,6 +2,8 @@
 
 import os
 
+import torch
+
 import folder_paths
 
 from ..models.dreambooth import RESOLUTIONS, export_dataset, latent_loss_mask, training_mask
@@ -44,7 +46,10 @@ class DreamBoothMask:
     def masks(self, reference, images, grow_pixels, feather_pixels, fill_holes, vae_factor):
         found = segment_batch(reference, images).masks
         masks = training_mask(found, grow_pixels, feather_pixels, fill_holes)
-        preview = images * (0.25 + 0.75 * masks[..., None])
+        preview = torch.empty_like(images)  # the kept regions, a few rows at a time (no full-size temporaries)
+        for i in range(images.shape[0]):
+            for top in range(0, images.shape[1], 512):
+                preview[i, top : top + 512] = images[i, top : top + 512] * (0.25 + 0.75 * masks[i, top : top + 512, :, None])
         return (masks, latent_loss_mask(masks, vae_factor), preview)
 
 
@@ -75,7 +80,7 @@ class SaveDreamBoothDataset:
                 "onetrainer_masklabels": ("BOOLEAN", {"default": True, "tooltip": "also write the onetrainer/ folder (photos + NAME-masklabel.png + captions) and onetrainer_concepts.json"}),
             },
             "optional": {
-                "resolution": (list(RESOLUTION_CHOICES), {"default": DEFAULT_RESOLUTION, "tooltip": "the model's native training size for kohya's dataset.toml and SimpleTuner: 1024 for SDXL, SD3 and Flux, 768 for SD2, 512 for SD1.5 (buckets keep each photo's aspect ratio and never upscale)"}),
+                "resolution": (list(RESOLUTION_CHOICES), {"default": DEFAULT_RESOLUTION, "tooltip": "the model's native training size for kohya's dataset.toml and SimpleTuner: 1024 for SDXL, SD3 and Flux, 768 for SD2, 512 for SD1.5 (buckets keep each photo's aspect ratio; kohya never upscales, SimpleTuner and OneTrainer scale each photo to about this size squared)"}),
             },
         }
 

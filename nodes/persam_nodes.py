@@ -132,7 +132,7 @@ class PersamReferenceNode:
                     )
                 features[i] = encode_image(sam_, picture)
                 found = predict(sam_, features[i], None, None, box=parse_box(line, picture.shape[1], picture.shape[0]))
-                subject = found.masks[found.best()].float().cpu()
+                subject = found.mask(found.best()).float().cpu()
             else:
                 painted.append((i, picture, subject))
             subjects.append(subject)
@@ -259,7 +259,9 @@ class PersamSegment:
     def segment(self, reference, images, max_instances=1, overlap_stop=0.5, video=False, batch_size=4):
         result = segment_batch(reference, images, max_instances, overlap_stop, video, batch_size)
         points = json.dumps([[{"x": x, "y": y} for x, y in frame] for frame in result.points])
-        instance_images = images[result.instance_frames or [0]]
+        frames = result.instance_frames or [0]
+        # the same images in the same order (one instance per image): the input itself, not a full-size copy
+        instance_images = images if frames == list(range(images.shape[0])) else images[frames]
         return (result.masks, points, overlay(images, result.masks), result.instance_masks, instance_images,
                 json.dumps(result.instance_frames))
 
@@ -279,11 +281,16 @@ def segment_batch(reference: PersamReference, images, max_instances=1, overlap_s
     return result
 
 
-def overlay(images: torch.Tensor, masks: torch.Tensor, colour=(1.0, 0.2, 0.2), alpha=0.5) -> torch.Tensor:
-    """The images with their masks tinted (a preview)."""
-    tint = torch.tensor(colour, dtype=images.dtype)
-    m = masks[..., None].to(images.dtype) * alpha
-    return images * (1 - m) + tint * m
+def overlay(images: torch.Tensor, masks: torch.Tensor, colour=(1.0, 0.2, 0.2), alpha=0.5, rows: int = 512) -> torch.Tensor:
+    """The images with their masks tinted (a preview), computed ``rows`` image rows at a time: no full-size
+    temporaries besides the output."""
+    tint = torch.tensor(colour, dtype=images.dtype, device=images.device)
+    out = torch.empty_like(images)
+    for i in range(images.shape[0]):
+        for top in range(0, images.shape[1], rows):
+            m = masks[i, top : top + rows, :, None].to(images.dtype) * alpha
+            out[i, top : top + rows] = images[i, top : top + rows] * (1 - m) + tint * m
+    return out
 
 
 NODE_CLASS_MAPPINGS = {"PersamSamLoader": SamLoader, "PersamReference": PersamReferenceNode, "PersamSegment": PersamSegment}

@@ -120,7 +120,8 @@ def cli_flags(comfyui: Path) -> set:
 class TestEngine:
     __test__ = False  # not a test class (pytest collects names starting with "Test")
 
-    def __init__(self, workdir, comfyui=DEFAULT_DEST, startup_timeout=120):
+    def __init__(self, workdir, comfyui=DEFAULT_DEST, startup_timeout=120, output=None):
+        """``output``: another output folder (e.g. one shared by two servers) instead of ``workdir/output``."""
         self.build = comfyui if isinstance(comfyui, ComfyBuild) else describe(comfyui)
         comfyui = self.build.path
         if not (comfyui / "main.py").is_file():
@@ -129,6 +130,8 @@ class TestEngine:
             raise FileNotFoundError(f"no ComfyUI (main.py) at {comfyui}: {hint}")
         workdir = Path(workdir)
         self.dirs = {name: workdir / name for name in ("input", "output", "temp", "models", "user")}
+        if output is not None:
+            self.dirs["output"] = Path(output)
         for path in self.dirs.values():
             path.mkdir(parents=True, exist_ok=True)
         link_pack(workdir / "custom_nodes", comfyui)

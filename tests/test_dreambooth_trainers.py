@@ -4,6 +4,7 @@ what it must see, masks (size, polarity, bit depth), odd folder names; and the w
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tomllib
@@ -15,6 +16,7 @@ from PIL import Image
 
 from models.dreambooth import export_dataset
 from models.dreambooth.kohya import toml_string
+from models.dreambooth.simpletuner import dataset_id
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZES = [(48, 80), (96, 64), (40, 120)]  # (h, w): landscape, portrait, wide
@@ -118,6 +120,46 @@ def test_odd_folder_names_round_trip_through_toml_and_json(tmp_path, name):
     backends = json.loads((folder / "multidatabackend.json").read_text(encoding="utf-8"))
     assert backends[1]["instance_data_dir"] == (folder / "masks").as_posix()
     assert json.loads((folder / "onetrainer_concepts.json").read_text(encoding="utf-8"))[0]["path"] == (folder / "onetrainer").as_posix()
+
+
+SIMPLETUNER_CROP_STYLES = ("random", "corner", "center", "centre", "face")  # SimpleTuner's validate_crop_style (bc8e6ab7)
+
+
+def test_simpletuner_trims_photo_and_mask_alike_and_each_dataset_has_its_own_ids(tmp_path):
+    """Issue 19, part 3. SimpleTuner (bc8e6ab7) reads ``crop`` and ``crop_style`` of each entry (factory
+    init_backend_config; TrainingSample reads ``crop_style`` with the default "random"), trims a photo to its bucket
+    even with ``"crop": false``, the photo when caching latents and the mask when collating: only the deterministic
+    "center" on BOTH entries keeps them aligned. Run with SimpleTuner's own factory, sampler
+    (connect_conditioning_samples) and collate on photos of three sizes: 0 of 18 draws differ with this config,
+    16 and 17 of 18 in two runs without crop_style (README, Bucketing and crops). Two datasets (same folder name,
+    different folders) concatenated into one config: unique ids, at most one default text-embed backend (SimpleTuner
+    refuses two)."""
+    photos, masks = photos_and_masks()
+    first = export_dataset(tmp_path / "a", "db/toy", photos, masks, "a photo of sks toy")
+    second = export_dataset(tmp_path / "b", "db/toy", photos, masks, "a photo of sks toy")
+    configs = [json.loads((f / "multidatabackend.json").read_text(encoding="utf-8")) for f in (first, second)]
+    for folder, (image, mask, text) in zip((first, second), configs):
+        for entry in (image, mask):
+            assert entry["crop"] is False and entry["crop_style"] == "center" in SIMPLETUNER_CROP_STYLES
+            assert entry["resolution_type"] == "pixel_area" and entry["resolution"] == 1024
+        assert image["id"] == dataset_id(folder) and image["conditioning_data"] == mask["id"]
+        assert image["text_embeds"] == text["id"] and text["dataset_type"] == "text_embeds" and "default" not in text
+        assert all(re.fullmatch(r"[A-Za-z0-9._-]+", e["id"]) for e in (image, mask, text))  # ids name cache files
+    merged = configs[0] + configs[1]
+    assert len({e["id"] for e in merged}) == len(merged) == 6
+    assert sum(e.get("default") is True for e in merged) <= 1
+    assert dataset_id(first) == dataset_id(first) != dataset_id(second)  # stable for a folder, unique across folders
+    assert dataset_id(tmp_path / "ünï cødé [x]").startswith("persam-n-c-d-x-")  # odd names give safe ids
+
+
+def test_the_docstrings_say_which_trainers_upscale():
+    """kohya (bucket_no_upscale) never upscales; SimpleTuner and OneTrainer scale small photos up to ~resolution²."""
+    from models.dreambooth import dataset, readme, simpletuner
+
+    assert "and never upscales" not in dataset.export_dataset.__doc__ + simpletuner.__doc__  # said of all trainers before
+    assert "small ones up" in dataset.export_dataset.__doc__ and "small photos UP" in simpletuner.__doc__
+    text = readme.readme(Path("/x"), 3, "c", 1024, True)
+    assert "crop_style" in text and "scales small photos up" in text
 
 
 def test_toml_strings_escape_every_control_character():

@@ -4,7 +4,14 @@ import os
 
 import pytest
 
-from models.output_paths import output_folder, output_prefix
+from models.output_paths import numbered, output_prefix, output_target
+
+
+def output_folder(root, name):
+    """The first free name for a folder ``root/name`` (created empty, as a dataset would be renamed there)."""
+    folder = next(numbered(output_target(root, name)))
+    folder.mkdir(exist_ok=True)
+    return folder
 
 
 @pytest.mark.parametrize("name,message", [

@@ -16,6 +16,7 @@ from .tasks import POINT_TASK, task_prompt
 from .transformer import diception_forward
 
 RESOLUTION_MULTIPLE = 16  # VAE factor 8 × patch size 2
+ROWS = 256  # image rows converted at a time (preprocess)
 log = logging.getLogger(__name__)
 
 
@@ -170,7 +171,7 @@ class DicePipeline:
         noise = initial_noise(seed, (b, self.transformer.config.in_channels, latent_size, latent_size))
 
         total = b * steps
-        answers = []
+        answers = torch.empty(b, h, w, 3)  # the output, filled chunk by chunk (no concatenated copy)
         for start in range(0, b, batch_size):
             stop = min(b, start + batch_size)
             pixels = torch.cat([preprocess(images[i : i + 1], resolution) for i in range(start, stop)])
@@ -181,8 +182,8 @@ class DicePipeline:
             step_callback = (lambda done, _, start=start, n=stop - start: callback(start * steps + done * n, total)) if callback else None
             latents = self.denoise(noise[start:stop], cond_latents, *inputs, steps=steps, guidance=guidance, callback=step_callback)
             self.prepare("vae", [self.vae])
-            answers.append(postprocess(self.decode(latents), h, w))
-        return torch.cat(answers)
+            postprocess(self.decode(latents), h, w, answers[start:stop])
+        return answers
 
 
 def chunk_inputs(embeds: dict, prompt: str, point_embeds: torch.Tensor, cfg: bool):
@@ -219,15 +220,27 @@ def point_slots(points, width: int, height: int, order: str = "yx"):
 
 def preprocess(image: torch.Tensor, resolution: int) -> torch.Tensor:
     """(1, H, W, 3) in [0, 1] → (1, 3, R, R) in [−1, 1], resized with PIL's Lanczos as the official code."""
-    array = (image[0].clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
+    array = np.empty(tuple(image.shape[1:]), np.uint8)
+    for top in range(0, array.shape[0], ROWS):  # a few rows at a time: no full-size float temporaries
+        array[top : top + ROWS] = (image[0, top : top + ROWS].clamp(0, 1).cpu().numpy() * 255).round()
     resized = Image.fromarray(array).resize((resolution, resolution), Image.LANCZOS)
+    del array
     tensor = torch.from_numpy(np.asarray(resized, dtype=np.float32) / 255).permute(2, 0, 1)[None]
     return (tensor - 0.5) * 2
 
 
-def postprocess(answer: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """(1, 3, R, R) in [0, 1] → (1, H, W, 3) in [0, 1] at the input size (antialiased bicubic, in float)."""
+def postprocess(answer: torch.Tensor, height: int, width: int, out: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """(n, 3, R, R) in [0, 1] → (n, H, W, 3) in [0, 1] at the input size (antialiased bicubic, in float), written
+    into ``out`` when given. One channel of one image is resized at a time (bicubic treats them independently):
+    the only full-size temporary is one (H, W) plane."""
     answer = answer.float().cpu()
-    if answer.shape[-2:] != (height, width):
-        answer = F.interpolate(answer, size=(height, width), mode="bicubic", antialias=True, align_corners=False)
-    return answer.clamp(0, 1).permute(0, 2, 3, 1)
+    n, channels = answer.shape[:2]
+    out = torch.empty(n, height, width, channels) if out is None else out
+    for i in range(n):
+        for c in range(channels):
+            plane = answer[i : i + 1, c : c + 1]
+            if plane.shape[-2:] != (height, width):
+                plane = F.interpolate(plane, size=(height, width), mode="bicubic", antialias=True, align_corners=False)
+            out[i, :, :, c] = plane[0, 0].clamp_(0, 1)
+            del plane
+    return out

@@ -20,11 +20,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..output_paths import output_folder
+from ..output_paths import numbered, output_target
+from ..publish import fsync_path, publish_folder, remove, save_error, temporary_name, write_bytes
 from .kohya import dataset_toml
 from .onetrainer import concepts
 from .readme import readme
-from .simpletuner import multidatabackend
+from .simpletuner import dataset_id, multidatabackend
 
 RESOLUTIONS = (1024, 768, 512)  # SDXL / SD3 / Flux, SD2, SD1.5
 REPEATS = 10
@@ -62,37 +63,81 @@ def export_dataset(root, name: str, images, masks, caption: str, masklabels: boo
     (B, H, W, 3) batch or a list of (H, W, 3) photos of any sizes, ``masks`` the (H, W) masks in the same order.
 
     ``masklabels`` writes the ``onetrainer/`` folder; ``resolution`` is the model's native size for kohya and
-    SimpleTuner (bucketing keeps each photo's aspect ratio and never upscales)."""
+    SimpleTuner (see models.dreambooth.simpletuner for how each trainer buckets: kohya never upscales, SimpleTuner and
+    OneTrainer scale every photo to about ``resolution``² pixels, small ones up).
+
+    Crash-safe (models.publish): everything is written into a hidden ``.NAME.<random>.partial`` folder beside the
+    target and renamed to its final name as the last step, so a dataset under its final name is always complete;
+    when another process took the name meanwhile, the configs are rewritten for the next number and the rename is
+    tried again. On an error the partial folder is removed, and ``SaveError`` names ``folder``, the cause and advice.
+    """
     pairs = check_pairs(images, masks)
     caption = one_line_caption(caption)
     if resolution not in RESOLUTIONS:
         raise ValueError(f"resolution: expected one of {list(RESOLUTIONS)} (the model's native size), got {resolution!r}")
-    folder = output_folder(root, name)
+    target = output_target(root, name)
+    next(numbered(target))  # a name too long to number is refused before any work
+    staging = temporary_name(target.parent, target.name)
+    try:
+        staging.mkdir()
+        write_files(staging, pairs, caption, masklabels)
+        for candidate in numbered(target):
+            write_configs(staging, candidate, len(pairs), caption, resolution, masklabels)
+            try:
+                publish_folder(staging, candidate)
+                return candidate
+            except FileExistsError:
+                continue  # taken by another process since we looked: the next number
+    except OSError as e:
+        remove(staging)
+        raise save_error(e, "folder", f"the dataset {name!r}", target.parent, [staging]) from e
+    except BaseException:
+        remove(staging)
+        raise
+
+
+def write_files(folder: Path, pairs, caption: str, masklabels: bool):
+    """The photos, masks and captions, each flushed to disk."""
     image_dir, mask_dir, onetrainer_dir = folder / "images", folder / "masks", folder / "onetrainer"
     for sub in (image_dir, mask_dir) + ((onetrainer_dir,) if masklabels else ()):
         sub.mkdir()
     for i, (image, mask) in enumerate(pairs, start=1):
         stem = f"{i:04d}"
         rgb, alpha = to_uint8(image), to_uint8(mask)
-        Image.fromarray(np.dstack([rgb, alpha]), "RGBA").save(image_dir / f"{stem}.png")
-        (image_dir / f"{stem}.txt").write_text(caption + "\n", encoding="utf-8")
-        Image.fromarray(alpha, "L").save(mask_dir / f"{stem}.png")
+        png(image_dir / f"{stem}.png", Image.fromarray(np.dstack([rgb, alpha]), "RGBA"))
+        text(image_dir / f"{stem}.txt", caption + "\n")
+        png(mask_dir / f"{stem}.png", Image.fromarray(alpha, "L"))
         if masklabels:
-            Image.fromarray(rgb, "RGB").save(onetrainer_dir / f"{stem}.png")
-            Image.fromarray(alpha, "L").save(onetrainer_dir / f"{stem}-masklabel.png")
-            (onetrainer_dir / f"{stem}.txt").write_text(caption + "\n", encoding="utf-8")
-    write_configs(folder, resolution, masklabels)
-    (folder / "README.txt").write_text(readme(folder, len(pairs), caption, resolution, masklabels), encoding="utf-8")
-    return folder
+            png(onetrainer_dir / f"{stem}.png", Image.fromarray(rgb, "RGB"))
+            png(onetrainer_dir / f"{stem}-masklabel.png", Image.fromarray(alpha, "L"))
+            text(onetrainer_dir / f"{stem}.txt", caption + "\n")
+    for sub in (image_dir, mask_dir) + ((onetrainer_dir,) if masklabels else ()):
+        fsync_path(sub)
 
 
-def write_configs(folder: Path, resolution: int, masklabels: bool):
-    """dataset.toml (kohya), multidatabackend.json (SimpleTuner), onetrainer_concepts.json: absolute paths."""
+def png(path: Path, image: Image.Image):
+    write_bytes(path, lambda file: image.save(file, format="PNG"))
+
+
+def text(path: Path, content: str):
+    write_bytes(path, lambda file: file.write(content.encode("utf-8")))
+
+
+def write_configs(staging: Path, folder: Path, count: int, caption: str, resolution: int, masklabels: bool):
+    """Into ``staging``: dataset.toml (kohya), multidatabackend.json (SimpleTuner), onetrainer_concepts.json and
+    README.txt, with the absolute paths of ``folder``, where the dataset is about to be renamed to."""
     base = folder.as_posix()
-    (folder / "dataset.toml").write_text(dataset_toml(f"{base}/images", resolution, REPEATS), encoding="utf-8")
-    backends = multidatabackend(f"{base}/images", f"{base}/masks", f"{base}/cache", resolution, REPEATS)
-    (folder / "multidatabackend.json").write_text(json.dumps(backends, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    files = {
+        "dataset.toml": dataset_toml(f"{base}/images", resolution, REPEATS),
+        "multidatabackend.json": json.dumps(multidatabackend(
+            dataset_id(folder), f"{base}/images", f"{base}/masks", f"{base}/cache", resolution, REPEATS),
+            indent=2, ensure_ascii=False) + "\n",
+        "README.txt": readme(folder, count, caption, resolution, masklabels),
+    }
     if masklabels:
         concept = concepts(folder.name, f"{base}/onetrainer", float(REPEATS))
-        (folder / "onetrainer_concepts.json").write_text(json.dumps(concept, indent=2, ensure_ascii=False) + "\n",
-                                                         encoding="utf-8")
+        files["onetrainer_concepts.json"] = json.dumps(concept, indent=2, ensure_ascii=False) + "\n"
+    for file_name, content in files.items():
+        remove(staging / file_name)  # written for a name another process took meanwhile
+        text(staging / file_name, content)
+    fsync_path(staging)

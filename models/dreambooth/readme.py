@@ -30,6 +30,10 @@ SimpleTuner:
   --data_backend_config {json_path}
   Image dataset on images/ (captions: textfile), linked (conditioning_data) to the dataset of type
   "conditioning", conditioning_type "mask", on masks/; a mask is paired by its file name. Caches go to cache/.
+  SimpleTuner scales every photo to about {resolution}x{resolution} pixels (small photos UP too) and trims it to its
+  bucket even with "crop": false; "crop_style": "center" on both entries trims photo and mask alike (the default
+  "random" draws different offsets for each). The dataset ids are unique to this folder: the entries of several
+  datasets can be listed in one config.
 OneTrainer:
 {onetrainer_text}"""
 
@@ -38,7 +42,8 @@ ONETRAINER_ROWS = """  onetrainer/NAME.png            RGB photo                 
   onetrainer/NAME.txt            the caption                             OneTrainer
 """
 
-ONETRAINER_TEXT = """  Concept: copy onetrainer_concepts.json into OneTrainer's training_concepts/ folder and pick it in the
+ONETRAINER_TEXT = """  OneTrainer, like SimpleTuner, scales small photos up to about the training resolution.
+  Concept: copy onetrainer_concepts.json into OneTrainer's training_concepts/ folder and pick it in the
   concepts tab (its concept_file_name), or add a concept by hand: path = the onetrainer/ folder, prompt source
   "from text file per sample", include subdirectories off. Training tab: enable "Masked Training" and set
   "Unmasked Weight" to 0 (OneTrainer's default 0.1 still trains 10 % of the background; the paper uses 0).

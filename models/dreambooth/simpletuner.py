@@ -3,20 +3,46 @@
 SimpleTuner's local backend walks ``instance_data_dir`` recursively, so the image dataset (``images/``: photos and
 their ``NAME.txt`` captions) and the mask dataset (``masks/``, beside it, not inside) each hold only their own files.
 A mask is found by replacing the image dataset's folder with the mask dataset's in the photo's path: same file name.
+
+Bucketing: with ``resolution_type "pixel_area"`` SimpleTuner scales every photo to about ``resolution``² pixels
+(small photos UP too; OneTrainer does the same, only kohya with ``bucket_no_upscale`` never upscales) and then trims
+it to its bucket's size even with ``"crop": false``. The photo is trimmed when its latents are cached, the mask
+when a batch is collated: each draws its own offset under the default ``crop_style "random"``, so the mask would
+lie shifted against its photo (issue 19: up to ~40 px). ``"crop_style": "center"`` on both entries makes both
+trims the same centred window.
+
+Dataset ids are keys of one SimpleTuner config (and name its cache files): each pack dataset gets its own, the
+folder name plus a short hash of the folder's path, and its own text-embed cache named by the image dataset
+(``"text_embeds"``) and not marked ``"default"`` (SimpleTuner refuses two defaults and makes the first one the
+default when none is): the entries of several pack datasets can be concatenated into one config.
 """
 
-IMAGES_ID, MASKS_ID, TEXT_ID = "persam-dreambooth", "persam-dreambooth-masks", "persam-dreambooth-text-embeds"
+import hashlib
+import re
+
+CROP_STYLE = "center"  # the same deterministic trim for the photo (VAE cache) and its mask (collate)
 
 
-def multidatabackend(images_dir: str, masks_dir: str, cache_dir: str, resolution: int, repeats: int = 10) -> list:
-    """The three backends (image + linked ``conditioning_type "mask"`` dataset + text-embed cache), absolute paths."""
+def dataset_id(folder) -> str:
+    """``persam-<folder name>-<8 hex of the absolute path>``: unique per dataset folder, safe in file names."""
+    path = folder.as_posix() if hasattr(folder, "as_posix") else str(folder)
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", path.rstrip("/").rsplit("/", 1)[-1]).strip("-.")[:40] or "dataset"
+    return f"persam-{name}-{hashlib.sha256(path.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"
+
+
+def multidatabackend(dataset: str, images_dir: str, masks_dir: str, cache_dir: str, resolution: int,
+                     repeats: int = 10) -> list:
+    """The three backends (image + linked ``conditioning_type "mask"`` dataset + text-embed cache) of the dataset
+    with id ``dataset`` (see ``dataset_id``), absolute paths."""
     common = {"type": "local", "resolution": resolution, "resolution_type": "pixel_area", "crop": False,
-              "minimum_image_size": 0}
+              "crop_style": CROP_STYLE, "minimum_image_size": 0}
+    masks_id, text_id = f"{dataset}-masks", f"{dataset}-text-embeds"
     return [
-        {"id": IMAGES_ID, "dataset_type": "image", **common, "instance_data_dir": images_dir,
-         "conditioning_data": MASKS_ID, "caption_strategy": "textfile", "metadata_backend": "discovery",
-         "cache_dir_vae": f"{cache_dir}/vae", "repeats": repeats},
-        {"id": MASKS_ID, "dataset_type": "conditioning", "conditioning_type": "mask", **common,
+        {"id": dataset, "dataset_type": "image", **common, "instance_data_dir": images_dir,
+         "conditioning_data": masks_id, "caption_strategy": "textfile", "metadata_backend": "discovery",
+         "cache_dir_vae": f"{cache_dir}/vae", "text_embeds": text_id, "repeats": repeats},
+        {"id": masks_id, "dataset_type": "conditioning", "conditioning_type": "mask", **common,
          "instance_data_dir": masks_dir},
-        {"id": TEXT_ID, "dataset_type": "text_embeds", "default": True, "type": "local", "cache_dir": f"{cache_dir}/text"},
+        # not "default": SimpleTuner allows one default and makes the first text-embed backend it when none is
+        {"id": text_id, "dataset_type": "text_embeds", "type": "local", "cache_dir": f"{cache_dir}/text"},
     ]

@@ -43,9 +43,9 @@ def persam_segment(sam, image, embedding, exclude=None, previous_box=None, negat
     attn_sim = attention_similarity(similarity, image.features.shape[-2:])
     first = predict(sam, image, points, labels, box=box, multimask=False, attn_sim=attn_sim, target_embedding=target)
     second = predict(sam, image, points, labels, mask_input=first.logits[0:1], multimask=True)
-    result = Segmentation(second.masks[second.best()], points, labels, similarity,
-                          {"attn_sim": attn_sim, "pass1": first, "pass2": second})
-    return refine_with_box(sam, image, result, second.masks[second.best()], second.logits[second.best()][None], "pass3")
+    best = second.mask(second.best())
+    result = Segmentation(best, points, labels, similarity, {"attn_sim": attn_sim, "pass1": first, "pass2": second})
+    return refine_with_box(sam, image, result, best, second.logits[second.best()][None], "pass3")
 
 
 def persam_f_segment(sam, image, embedding, weights, exclude=None, previous_box=None, negatives=None) -> Segmentation:
@@ -58,7 +58,7 @@ def persam_f_segment(sam, image, embedding, weights, exclude=None, previous_box=
     points, labels = with_negative_points(points, labels, negative_points)
     points, labels, box = carried_prompt(points, labels, previous_box, *image.original_size)
     first = predict(sam, image, points, labels, box=box, multimask=True)
-    logit_high = weighted_logits(first.logits_high, weights)
+    logit_high = weighted_logits(first.logit_high, weights)
     logit = weighted_logits(first.logits, weights)
     result = Segmentation(logit_high > 0, points, labels, similarity,
                           {"pass1": first, "weighted_logit_high": logit_high, "weighted_logit": logit})
@@ -66,7 +66,7 @@ def persam_f_segment(sam, image, embedding, weights, exclude=None, previous_box=
     if "pass2" not in result.passes:
         return result
     second = result.passes["pass2"]
-    return refine_with_box(sam, image, result, second.masks[second.best()], second.logits[second.best()][None], "pass3")
+    return refine_with_box(sam, image, result, second.mask(second.best()), second.logits[second.best()][None], "pass3")
 
 
 def with_negative_points(points, labels, negative_points):
@@ -92,5 +92,5 @@ def refine_with_box(sam, image, result: Segmentation, mask, mask_input, name) ->
     refined = predict(sam, image, result.points, result.labels, box=box, mask_input=mask_input, multimask=True)
     result.passes[name] = refined
     result.passes[name + "_box"] = box
-    result.mask = refined.masks[refined.best()]
+    result.mask = refined.mask(refined.best())
     return result

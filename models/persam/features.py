@@ -20,13 +20,22 @@ class ImageFeatures:
 def as_uint8_image(image) -> np.ndarray:
     """(H, W, 3) float in [0, 1] (ComfyUI) or uint8 → (H, W, 3) uint8."""
     array = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
-    if array.dtype != np.uint8:
-        array = (np.clip(array, 0, 1) * 255).round().astype(np.uint8)
     if array.ndim != 3 or array.shape[2] != 3:
         raise ValueError(f"image: expected (H, W, 3) RGB, got shape {array.shape}")
+    if array.dtype != np.uint8:
+        array = to_uint8(array)
     if min(array.shape[:2]) < MIN_SIDE:
         raise ValueError(f"image: {array.shape[1]}x{array.shape[0]} is too small; SAM needs at least {MIN_SIDE} px per side")
     return array
+
+
+def to_uint8(array: np.ndarray, rows: int = 256) -> np.ndarray:
+    """``round(clip(x, 0, 1) * 255)`` as uint8, ``rows`` rows at a time: the float temporaries stay small however
+    large the image (a 12000x12000 float32 image is 1.7 GB; three whole-image temporaries would triple it)."""
+    out = np.empty(array.shape, np.uint8)
+    for top in range(0, array.shape[0], rows):
+        out[top : top + rows] = (np.clip(array[top : top + rows], 0, 1) * 255).round()
+    return out
 
 
 @torch.no_grad()
@@ -84,4 +93,4 @@ def as_uint8_mask(mask, shape) -> np.ndarray:
         )
     if array.dtype == np.uint8:
         return array
-    return (np.clip(array.astype(np.float32), 0, 1) * 255).round().astype(np.uint8)
+    return to_uint8(array.astype(np.float32, copy=False))

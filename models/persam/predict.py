@@ -1,6 +1,6 @@
 """One prompted SAM decoder pass on cached image features (SamPredictor.predict, plus PerSAM's guidance)."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 import torch
@@ -9,13 +9,35 @@ from segment_anything.utils.transforms import ResizeLongestSide
 
 @dataclass
 class Prediction:
-    masks: torch.Tensor  # (N, H, W) bool
+    """One decoder pass. Only the low-resolution logits are kept: the full-size logits and masks are made from
+    them when asked for, ONE channel at a time (SAM's ``postprocess_masks`` treats channels independently, so the
+    values are those of the whole stack), so a pass costs no more than one float map of the image's size
+    (a 12000x12000 image: 576 MB, not 1.7 GB per pass for three masks)."""
+
     scores: torch.Tensor  # (N,)
     logits: torch.Tensor  # (N, 256, 256) low-res
-    logits_high: torch.Tensor  # (N, H, W)
+    sam: object = field(repr=False)
+    input_size: tuple = ()
+    original_size: tuple = ()
 
     def best(self) -> int:
         return int(self.scores.argmax())
+
+    def logit_high(self, i: int) -> torch.Tensor:
+        """(H, W) full-size logits of mask ``i``."""
+        return self.sam.postprocess_masks(self.logits[None, i : i + 1], self.input_size, self.original_size)[0, 0]
+
+    def mask(self, i: int) -> torch.Tensor:
+        """(H, W) bool: mask ``i`` at the image's size."""
+        return self.logit_high(i) > self.sam.mask_threshold
+
+    @property
+    def masks(self) -> torch.Tensor:  # (N, H, W) bool
+        return torch.stack([self.mask(i) for i in range(len(self.logits))])
+
+    @property
+    def logits_high(self) -> torch.Tensor:  # (N, H, W)
+        return torch.stack([self.logit_high(i) for i in range(len(self.logits))])
 
 
 @torch.no_grad()
@@ -38,8 +60,7 @@ def predict(sam, image, points, labels, box=None, mask_input=None, multimask=Tru
         sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense, multimask_output=multimask,
         attn_sim=attn_sim, target_embedding=target_embedding,
     )
-    high = sam.postprocess_masks(low_res, image.input_size, image.original_size)
-    return Prediction(high[0] > sam.mask_threshold, iou[0], low_res[0], high[0])
+    return Prediction(iou[0], low_res[0], sam, image.input_size, image.original_size)
 
 
 def mask_box(mask: torch.Tensor):

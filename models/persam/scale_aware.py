@@ -39,9 +39,18 @@ def mixing_weights(ab: torch.Tensor) -> torch.Tensor:
     return torch.cat((1 - ab.sum(0, keepdim=True), ab), dim=0)
 
 
-def weighted_logits(logits: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """(3, H, W) multimask logits mixed with (3,) weights → (H, W)."""
-    return (logits * weights.reshape(-1, 1, 1).to(logits)).sum(0)
+def weighted_logits(logits, weights: torch.Tensor) -> torch.Tensor:
+    """(3, H, W) multimask logits mixed with (3,) weights → (H, W). ``logits`` may also be a function
+    ``i → (H, W)`` (``Prediction.logit_high``): then one full-size channel is made at a time."""
+    if isinstance(logits, torch.Tensor):
+        return (logits * weights.reshape(-1, 1, 1).to(logits)).sum(0)
+    mixed = None
+    for i, weight in enumerate(weights):
+        channel = logits(i)
+        term = channel * weight.to(channel)
+        mixed = term if mixed is None else mixed.add_(term)
+        del channel, term
+    return mixed
 
 
 class MixedLoss:
