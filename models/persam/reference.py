@@ -35,3 +35,24 @@ def make_reference(sam, image, mask, fine_tune=False, iterations=1000, callback=
     target = torch.as_tensor(mask > 0)
     weights, losses = scale_aware_weights(logits_high, target, iterations=iterations, callback=callback)
     return Reference(embedding, "persam_f", weights, losses)
+
+
+def save_reference(reference: Reference, path) -> None:
+    """Write a reference (PerSAM or PerSAM-F) to a .safetensors file, once, for workers that each load it."""
+    from safetensors.torch import save_file
+
+    tensors = {"embedding": reference.embedding.detach().float().cpu().contiguous()}
+    if reference.weights is not None:
+        tensors["weights"] = reference.weights.detach().float().cpu().contiguous()
+    save_file(tensors, str(path), metadata={"mode": reference.mode, "format": "persam_reference"})
+
+
+def load_reference(path, device="cpu") -> Reference:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt", device=str(device)) as f:
+        metadata = f.metadata() or {}
+        if metadata.get("format") != "persam_reference" or metadata.get("mode") not in ("persam", "persam_f"):
+            raise ValueError(f"{path}: not a PerSAM reference file (written by save_reference)")
+        weights = f.get_tensor("weights") if "weights" in f.keys() else None
+        return Reference(f.get_tensor("embedding"), metadata["mode"], weights)
