@@ -140,15 +140,18 @@ def main(argv=None) -> int:
     labeler, kwargs, workers, concurrent, cpus, gpus, slots = executor(args, out_dir)
     progress = Progress(len(rows))
     progress.counts["skipped"] = skipped
-    failed = []
+    failed, by_worker = [], {}
     for row in pipeline.label(todo, labeler, kwargs, workers, concurrent, cpus, gpus, args.rows_per_block):
         status = "done" if row["status"] == "skipped" else row["status"]  # completed by an earlier try of this run
         if status == "failed":
             failed.append({"id": row["id"], "error": row["error"], "server": row["server"]})
+        if row["server"]:
+            by_worker[row["server"]] = by_worker.get(row["server"], 0) + 1
         progress.update(status)
     print(file=sys.stderr)
     summary = {"jobs": len(rows), "done": progress.counts["done"], "failed": len(failed), "skipped": skipped,
-               "seconds": round(time.monotonic() - progress.started, 2), "failures": failed}
+               "seconds": round(time.monotonic() - progress.started, 2), "failures": failed,
+               "by_worker": by_worker}
     if slots is not None:
         summary["servers"] = slots.report()
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))

@@ -62,7 +62,10 @@ class ComfyLabeler:
         if is_complete(self.out_dir, key):
             return result(job_id, "skipped")
         while True:
-            url = self.slots.acquire(self.server)
+            try:
+                url = self.slots.acquire(self.server)
+            except Exception as e:  # no server left alive: every remaining job fails with this
+                return result(job_id, "failed", f"{type(e).__name__}: {e}"[:3000], seconds=time.monotonic() - started)
             finished = False
             try:
                 self.run_on(url, job, key)

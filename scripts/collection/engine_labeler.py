@@ -8,6 +8,8 @@ each worker. Images are read as ComfyUI's Load Image reads them, so the answers 
 
 import io
 import json
+import os
+import socket
 import time
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from models.decoders import decode_depth, normalize
 from models.decoders.export import depth_png16
 
 from .comfy_labeler import result
-from .job_outputs import JobFolder, is_complete
+from .job_outputs import JobFolder, RunLog, is_complete
 from .jobs import job_key
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
@@ -77,6 +79,8 @@ class EngineLabeler:
 
     def __init__(self, settings: dict, out_dir):
         self.settings, self.out_dir = settings, Path(out_dir)
+        self.worker = f"{socket.gethostname()}-{os.getpid()}"
+        self.log = RunLog(out_dir, self.worker)
         device = torch.device(settings["device"])
         if settings["model"] == "diception":
             from models.diception import load_pipeline
@@ -96,17 +100,20 @@ class EngineLabeler:
         job_id, key, started = job["id"], job_key(job["id"]), time.monotonic()
         if is_complete(self.out_dir, key):
             return result(job_id, "skipped")
+        self.log.write(id=job_id, event="start")
         try:
             if "image" not in job:
                 raise ValueError(f"job {job_id!r}: no 'image' (the image file to label)")
             image = load_image(job["image"])
             files = self.diception(image) if self.settings["model"] == "diception" else self.persam(image)
-            with JobFolder(self.out_dir, key, job_id, executor="engine", model=self.settings["model"]) as folder:
+            with JobFolder(self.out_dir, key, job_id, executor="engine", model=self.settings["model"], worker=self.worker) as folder:
                 for name, data in files.items():
                     folder.write_bytes(name, data)
         except Exception as e:  # this job's error (unreadable image, ...): the run goes on
-            return result(job_id, "failed", f"{type(e).__name__}: {e}"[:3000], seconds=time.monotonic() - started)
-        return result(job_id, "done", seconds=time.monotonic() - started)
+            self.log.write(id=job_id, event="failed")
+            return result(job_id, "failed", f"{type(e).__name__}: {e}"[:3000], self.worker, time.monotonic() - started)
+        self.log.write(id=job_id, event="done", placed=folder.placed)
+        return result(job_id, "done", server=self.worker, seconds=time.monotonic() - started)
 
     def diception(self, image: torch.Tensor) -> dict:
         s = self.settings

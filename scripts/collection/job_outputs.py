@@ -71,3 +71,27 @@ class JobFolder:
         finally:
             shutil.rmtree(self.tmp, ignore_errors=True)
         return False
+
+
+class RunLog:
+    """``OUT/.runs/<host>-<pid>.jsonl``: one line when a worker starts a job and one when it ends it (status, whether
+    its folder was placed), appended as whole lines; shows which worker ran what, and how often."""
+
+    def __init__(self, out_dir, worker: str):
+        folder = Path(out_dir) / ".runs"
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / f"{worker}.jsonl"
+
+    def write(self, **record) -> None:
+        line = (json.dumps(record) + "\n").encode()
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+
+
+def read_runs(out_dir) -> list:
+    """Every line of every worker's run log."""
+    return [json.loads(line) for path in sorted((Path(out_dir) / ".runs").glob("*.jsonl"))
+            for line in path.read_text().splitlines() if line.strip()]

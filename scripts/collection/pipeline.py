@@ -70,11 +70,10 @@ def label(rows, labeler, constructor_kwargs: dict, workers: int, concurrent_per_
     dataset = ray.data.from_items(items, override_num_blocks=blocks).map(
         labeler,
         fn_constructor_kwargs=constructor_kwargs,
-        compute=ActorPoolStrategy(
-            size=workers, max_tasks_in_flight_per_actor=max(2, 2 * concurrent_per_worker),
-            max_concurrent_calls_per_actor=concurrent_per_worker, enable_true_multi_threading=concurrent_per_worker > 1,
-        ),
+        compute=ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=max(2, 2 * concurrent_per_worker),
+                                  enable_true_multi_threading=concurrent_per_worker > 1),
         num_cpus=num_cpus,
         num_gpus=num_gpus,
+        max_concurrency=concurrent_per_worker,  # calls at a time per worker (threads; Ray Core's actor option)
     )
     yield from dataset.iter_rows()

@@ -30,10 +30,11 @@ class ServerSlots:
         return self._changed
 
     async def hold(self) -> str:
-        """The live server held by the fewest workers (a worker's own server)."""
+        """The live server held by the fewest workers (a worker's own server); "" when none is alive (``acquire``
+        then says so)."""
         live = [url for url in self.held if url not in self.dead]
         if not live:
-            raise NoServerLeft(f"no ComfyUI server is alive: {self.dead}")
+            return ""
         url = min(live, key=lambda u: self.held[u])
         self.held[url] += 1
         return url
