@@ -149,6 +149,7 @@ def main(argv=None) -> int:
             by_worker[row["server"]] = by_worker.get(row["server"], 0) + 1
         progress.update(status)
     print(file=sys.stderr)
+    clear_partial(out_dir)  # what a killed worker left half-written (its job was run again)
     summary = {"jobs": len(rows), "done": progress.counts["done"], "failed": len(failed), "skipped": skipped,
                "seconds": round(time.monotonic() - progress.started, 2), "failures": failed,
                "by_worker": by_worker}

@@ -29,6 +29,7 @@ DEPTH = ["engine", "--workers", WORKERS, "--cpu", "diception", "--base", TINY_SD
          "--checkpoint", TINY_SD3 / "diception_tiny.safetensors", "--task", "depth", "--steps", 1, "--guidance", 1.0,
          "--seed", 0, "--resolution", 64]
 PERSAM = FIXTURES / "persam" / "data"
+NPY_TOLERANCE = 1e-5  # 15× the measured thread-count difference; another photo differs by 8e-3, another seed by 0.79
 
 
 def command(manifest, out, *more):
@@ -92,8 +93,12 @@ def test_engine_answers_equal_the_nodes(labelled, comfy, tmp_path):
                                    + [a for s in sets + [f"LoadImage.image={image.name}"] for a in ("--set", s)])
         assert code == 0
         node = {p.suffix: p for p in node_out.iterdir() if re.fullmatch(r"diception_\d{5}\.(png|npy)", p.name)}
-        assert (np.load(node[".npy"]) == np.load(found[row["id"]] / "depth.npy")).all(), row["id"]
-        assert (decoded(node[".png"]) == decoded(found[row["id"]] / "depth.png")).all(), row["id"]
+        # Ray runs a 1-CPU worker with one torch thread, the server with all cores: float sums in another order.
+        # Measured on the tiny model: max 6.6e-7 on [0, 1] (bit-equal with the same thread count), 1 step of 65535.
+        npy = np.abs(np.load(node[".npy"]) - np.load(found[row["id"]] / "depth.npy"))
+        assert npy.max() <= NPY_TOLERANCE, (row["id"], npy.max())
+        png = np.abs(decoded(node[".png"]).astype(np.int64) - decoded(found[row["id"]] / "depth.png").astype(np.int64))
+        assert png.max() <= 1, (row["id"], png.max())
 
 
 def test_engine_worker_killed_after_a_quarter(photos, tmp_path):
@@ -112,8 +117,7 @@ def test_engine_worker_killed_after_a_quarter(photos, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert (summary["done"], summary["failed"]) == (JOBS, 0)
     check_exactly_once(out, rows)
-    workers = {path.stem for path in (out / ".runs").glob("*.jsonl")}
-    assert len(workers) == WORKERS + 1, workers  # Ray started a worker in place of the killed one
+    # the killed worker's job was started again (by the other worker or the one Ray starts in its place), no other
     assert max(starts(out).values()) <= 2 and sum(n > 1 for n in starts(out).values()) <= 1  # only its job again
 
 
