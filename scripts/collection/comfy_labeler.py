@@ -43,7 +43,7 @@ class ComfyLabeler:
     """A Ray Data worker holding one server (``slots.hold()``); called with one manifest row at a time, from up to
     k threads (``slots`` bounds the prompts per server)."""
 
-    def __init__(self, slots, workflow: dict, out_dir, overrides=(), job_inputs=(), timeout=3600.0, poll=0.05,
+    def __init__(self, slots, workflow: dict, out_dir, overrides=(), job_inputs=(), timeout=3600.0, poll=0.1,
                  grace=10.0):
         self.slots, self.workflow, self.out_dir = slots, workflow, Path(out_dir)
         self.overrides, self.timeout, self.poll, self.grace = list(overrides), timeout, poll, grace
