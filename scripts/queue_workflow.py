@@ -47,7 +47,7 @@ class ComfyClient:
         return self.get_json("/object_info")
 
     def queue(self, prompt, prompt_id=None, extra_data=None) -> str:
-        """Queue a prompt; returns the id the server gave it. ``prompt_id`` asks for that id (ComfyUI v0.3.4x+ keeps
+        """Queue a prompt; returns the id the server gave it. ``prompt_id`` asks for that id (ComfyUI v0.8.0 keeps
         a client's id; older builds such as the 2024-03 one ignore it and make their own)."""
         payload = {"prompt": prompt, "client_id": self.client_id}
         if prompt_id is not None:

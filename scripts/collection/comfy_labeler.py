@@ -3,7 +3,7 @@
 Per job: take a slot (``server_slots``), upload the job's files, set its inputs (as ``queue_workflow.py --set``,
 typed by the server's /object_info), queue the prompt, wait, download every output file into the job's folder
 (``job_outputs``). The prompt id is derived from the job id and the workflow, and servers that keep a client's
-prompt id (ComfyUI v0.3.4x+; the 2024-03 build makes its own) are asked for it first, so a retried job picks up
+prompt id (ComfyUI v0.8.0 does; the 2024-03 build makes its own) are asked for it first, so a retried job picks up
 the earlier prompt's answer instead of queuing it again. A server that cannot be reached for ``grace`` seconds is
 dropped and the job goes to another; a prompt the server refuses or that fails is that job's error.
 """
