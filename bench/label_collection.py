@@ -102,6 +102,8 @@ def main():
                         "overhead_ms_per_job": round(overhead_ms, 1)})
         print(json.dumps(results[-1]), flush=True)
 
+    if args.memory_jobs < 2:
+        return
     procs = start_servers(args.memory_servers, 0.0)
     me = psutil.Process()
     samples = []
