@@ -75,7 +75,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--servers", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--latency", type=float, default=0.2)
-    parser.add_argument("--jobs-per-server", type=int, default=40)
+    parser.add_argument("--jobs-per-server", type=int, default=100)
     parser.add_argument("--in-flight", type=int, default=2)
     parser.add_argument("--memory-jobs", type=int, default=10000)
     parser.add_argument("--memory-servers", type=int, default=4)
