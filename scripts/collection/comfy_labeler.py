@@ -19,17 +19,13 @@ from pathlib import Path
 
 from ..queue_workflow import ComfyClient, ComfyError, error_message, prepare_prompt
 from .job_outputs import JobFolder, is_complete
-from .jobs import job_key
+from .jobs import job_key, result
 
 NAMESPACE = uuid.UUID("6f1d2c1e-7a53-4c1b-9d0e-2a8f5b1c3d47")
 
 
 class ServerDown(Exception):
     """The server did not answer (connection refused or reset, or no answer) for ``grace`` seconds."""
-
-
-def result(job_id, status, error="", server="", seconds=0.0) -> dict:
-    return {"id": job_id, "status": status, "error": error, "server": server, "seconds": float(seconds)}
 
 
 def split_assignment(item: str, flag: str):

@@ -20,9 +20,8 @@ from PIL import Image, ImageOps
 from models.decoders import decode_depth, normalize
 from models.decoders.export import depth_png16
 
-from .comfy_labeler import result
 from .job_outputs import JobFolder, RunLog, is_complete
-from .jobs import job_key
+from .jobs import job_key, result
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 

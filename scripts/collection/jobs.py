@@ -52,3 +52,9 @@ def read_manifest(path) -> list:
             raise ValueError(f"manifest {path}: rows {seen[key]} and {n} have the same id {row['id']!r}")
         seen[key] = n
     return rows
+
+
+def result(job_id, status, error="", server="", seconds=0.0) -> dict:
+    """What a worker answers for one job: ``status`` done / failed (with ``error``) / skipped (already complete),
+    ``server`` where it ran (a ComfyUI URL, or the engine worker's host-pid)."""
+    return {"id": job_id, "status": status, "error": error, "server": server, "seconds": float(seconds)}
