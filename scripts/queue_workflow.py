@@ -46,8 +46,15 @@ class ComfyClient:
     def object_info(self):
         return self.get_json("/object_info")
 
-    def queue(self, prompt) -> str:
-        body = json.dumps({"prompt": prompt, "client_id": self.client_id}).encode()
+    def queue(self, prompt, prompt_id=None, extra_data=None) -> str:
+        """Queue a prompt; returns the id the server gave it. ``prompt_id`` asks for that id (ComfyUI v0.8.0 keeps
+        a client's id; older builds such as the 2024-03 one ignore it and make their own)."""
+        payload = {"prompt": prompt, "client_id": self.client_id}
+        if prompt_id is not None:
+            payload["prompt_id"] = prompt_id
+        if extra_data:
+            payload["extra_data"] = extra_data
+        body = json.dumps(payload).encode()
         try:
             answer = json.loads(self._request("/prompt", body, {"Content-Type": "application/json"}))
         except urllib.error.HTTPError as e:
@@ -55,15 +62,25 @@ class ComfyClient:
             raise ComfyError(f"/prompt refused ({e.code}): {json.dumps(payload)[:2000]}", payload) from None
         return answer["prompt_id"]
 
-    def wait(self, prompt_id, timeout=600) -> dict:
+    def finished(self, prompt_id):
+        """The /history entry of a prompt that has finished (success or error), else None."""
+        entry = self.get_json(f"/history/{prompt_id}").get(prompt_id)
+        if entry and (entry.get("status") or {}).get("status_str") in ("success", "error"):
+            return entry
+        return None
+
+    def queued_ids(self) -> set:
+        """The ids of the prompts running or waiting on the server (/queue)."""
+        queue = self.get_json("/queue")
+        return {item[1] for key in ("queue_running", "queue_pending") for item in queue.get(key, [])}
+
+    def wait(self, prompt_id, timeout=600, poll=0.2) -> dict:
         deadline = time.time() + timeout
         while time.time() < deadline:
-            history = self.get_json(f"/history/{prompt_id}")
-            if prompt_id in history and history[prompt_id].get("status", {}).get("completed") is not None:
-                entry = history[prompt_id]
-                if entry["status"].get("status_str") in ("success", "error"):
-                    return entry
-            time.sleep(0.2)
+            entry = self.finished(prompt_id)
+            if entry is not None:
+                return entry
+            time.sleep(poll)
         raise TimeoutError(f"prompt {prompt_id} did not finish in {timeout} s")
 
     def run(self, prompt, timeout=600) -> dict:
@@ -80,14 +97,16 @@ class ComfyClient:
         query = urllib.parse.urlencode({k: image[k] for k in ("filename", "subfolder", "type")})
         return self._request(f"/view?{query}")
 
-    def upload_image(self, path, name=None) -> str:
+    def upload_image(self, path, name=None, overwrite=True) -> str:
+        """Upload a file into the server's input folder; returns the name it got (without ``overwrite`` a taken
+        name gets a numbered one)."""
         boundary = uuid.uuid4().hex
         name = name or Path(path).name
         data = Path(path).read_bytes()
         body = (
             f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{name}"\r\n'
             f"Content-Type: application/octet-stream\r\n\r\n"
-        ).encode() + data + f'\r\n--{boundary}\r\nContent-Disposition: form-data; name="overwrite"\r\n\r\ntrue\r\n--{boundary}--\r\n'.encode()
+        ).encode() + data + f'\r\n--{boundary}\r\nContent-Disposition: form-data; name="overwrite"\r\n\r\n{"true" if overwrite else "false"}\r\n--{boundary}--\r\n'.encode()
         answer = json.loads(self._request("/upload/image", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}))
         return answer["name"]
 
@@ -187,6 +206,15 @@ def apply_overrides(workflow: dict, overrides, object_info=None) -> dict:
     return workflow
 
 
+def prepare_prompt(client, workflow: dict, overrides, object_info=None) -> dict:
+    """``workflow`` with ``overrides`` applied, typed by the server's /object_info of the workflow's classes
+    (fetched once per client and cached in ``object_info`` when given)."""
+    cache = object_info if object_info is not None else {}
+    for class_type in {node["class_type"] for node in workflow.values()} - set(cache):
+        cache[class_type] = client.get_json(f"/object_info/{urllib.parse.quote(class_type)}").get(class_type, {})
+    return apply_overrides(json.loads(json.dumps(workflow)), overrides, cache)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("workflow", help="API-format workflow JSON")
@@ -201,10 +229,7 @@ def main(argv=None) -> int:
     try:
         for path in args.image:
             client.upload_image(path)
-        workflow = json.loads(Path(args.workflow).read_text(encoding="utf-8"))
-        classes = {node["class_type"] for node in workflow.values()}
-        object_info = {c: client.get_json(f"/object_info/{urllib.parse.quote(c)}").get(c, {}) for c in classes}
-        workflow = apply_overrides(workflow, args.set, object_info)
+        workflow = prepare_prompt(client, json.loads(Path(args.workflow).read_text(encoding="utf-8")), args.set)
         entry = client.run(workflow, timeout=args.timeout)
     except (ComfyError, TimeoutError, urllib.error.URLError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)

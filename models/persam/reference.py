@@ -73,3 +73,26 @@ def negative_embedding(sam, image, mask, mode: str = "mean") -> torch.Tensor:
     features = encode_image(sam, array)
     grid = mask_on_grid(sam, as_uint8_mask(mask, array.shape[:2]), features.features.shape[-2:])
     return target_embedding(features.features, grid, mode)
+
+
+def save_reference(reference: Reference, path) -> None:
+    """Write a reference (PerSAM or PerSAM-F, with its negatives) to a .safetensors file, once, for workers that
+    each load it."""
+    from safetensors.torch import save_file
+
+    tensors = {"embedding": reference.embedding.detach().float().cpu().contiguous()}
+    for name in ("weights", "negatives"):
+        if getattr(reference, name) is not None:
+            tensors[name] = getattr(reference, name).detach().float().cpu().contiguous()
+    save_file(tensors, str(path), metadata={"mode": reference.mode, "format": "persam_reference"})
+
+
+def load_reference(path, device="cpu") -> Reference:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt", device=str(device)) as f:
+        metadata = f.metadata() or {}
+        if metadata.get("format") != "persam_reference" or metadata.get("mode") not in ("persam", "persam_f"):
+            raise ValueError(f"{path}: not a PerSAM reference file (written by save_reference)")
+        optional = {name: f.get_tensor(name) if name in f.keys() else None for name in ("weights", "negatives")}
+        return Reference(f.get_tensor("embedding"), metadata["mode"], optional["weights"], negatives=optional["negatives"])

@@ -1,0 +1,8 @@
+"""Label a whole collection (a manifest of jobs) on Ray Data: ComfyUI servers over HTTP, or the engine in-process.
+
+- ``jobs``: the manifest (one row per job with a stable ``id``) and the file-system key of a job.
+- ``job_outputs``: a job's answers, written into a temporary folder and renamed into place (complete or absent).
+- ``server_slots``: which ComfyUI servers are alive, and at most k prompts in flight on each.
+- ``comfy_labeler`` / ``engine_labeler``: the two executors (one job per call; a bad job fails alone).
+- ``pipeline``: the Ray Data pipeline (the only module that imports ray; nothing in nodes/ or models/ imports it).
+"""

@@ -1,0 +1,79 @@
+"""The Ray Data pipeline: manifest rows → an actor pool of labelers → one result row per job, streamed to the driver.
+
+This is the only module that imports ray (``pip install "comfyui-diception-persam[ray]"``). Ray Data streams the
+rows with backpressure, restarts a worker that dies (its in-flight rows are retried on a live worker) and runs the
+same code on a laptop (``ray.init()`` starts a local cluster) and on a cluster (``address``: ``ray start --head`` on
+one machine, ``ray start --address=HEAD:6379`` on the others, or ``auto`` on a node of the cluster).
+"""
+
+import json
+from pathlib import Path
+
+import ray
+from ray.data import ActorPoolStrategy
+
+from .server_slots import ServerSlots
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def start(address=None, num_cpus=None, num_gpus=None) -> None:
+    """Connect to a Ray cluster (``address``) or start a local one; the pack's ``scripts`` and ``models`` packages
+    travel to the workers (``py_modules``), so the cluster's machines need its requirements, not a checkout."""
+    if ray.is_initialized():
+        return
+    runtime_env = {"py_modules": [str(ROOT / "scripts"), str(ROOT / "models")]}
+    local = {} if address else {"num_cpus": num_cpus, "num_gpus": num_gpus, "include_dashboard": False}
+    ray.init(address=address, runtime_env=runtime_env, log_to_driver=False, **local)
+
+
+class RemoteSlots:
+    """``ServerSlots`` behind its Ray actor, with the plain method calls the labeler makes."""
+
+    def __init__(self, actor):
+        self.actor = actor
+
+    def hold(self):
+        return ray.get(self.actor.hold.remote())
+
+    def acquire(self, prefer):
+        return ray.get(self.actor.acquire.remote(prefer))
+
+    def release(self, url, finished=True):
+        ray.get(self.actor.release.remote(url, finished))
+
+    def drop(self, url, why):
+        ray.get(self.actor.drop.remote(url, why))
+
+    def report(self):
+        return ray.get(self.actor.report.remote())
+
+
+def server_slots(urls, per_server: int) -> RemoteSlots:
+    """One ``ServerSlots`` actor for the run (it ends with the driver)."""
+    actor = ray.remote(num_cpus=0, max_concurrency=1000)(ServerSlots).remote(list(urls), per_server)
+    return RemoteSlots(actor)
+
+
+def label(rows, labeler, constructor_kwargs: dict, workers: int, concurrent_per_worker: int = 1,
+          num_cpus: float = 1, num_gpus: float = 0, rows_per_block: int = 1):
+    """Yield one result row per job (``{"id", "status", "error", "server", "seconds"}``) as the jobs finish.
+
+    ``labeler`` is a class called with ``{"job": <the row as JSON>}``; ``workers`` instances run in an actor pool,
+    each with ``num_cpus`` / ``num_gpus`` (1: one worker per GPU) and up to ``concurrent_per_worker`` calls at a
+    time. Rows travel ``rows_per_block`` to a Ray task: 1 keeps every job separately schedulable (a dead worker's
+    rows go to the others one by one); more lowers the per-job overhead of very short jobs."""
+    items = [{"job": json.dumps(row)} for row in rows]
+    if not items:
+        return
+    blocks = max(1, -(-len(items) // max(1, rows_per_block)))
+    dataset = ray.data.from_items(items, override_num_blocks=blocks).map(
+        labeler,
+        fn_constructor_kwargs=constructor_kwargs,
+        compute=ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=max(2, 2 * concurrent_per_worker),
+                                  enable_true_multi_threading=concurrent_per_worker > 1),
+        num_cpus=num_cpus,
+        num_gpus=num_gpus,
+        max_concurrency=concurrent_per_worker,  # calls at a time per worker (threads; Ray Core's actor option)
+    )
+    yield from dataset.iter_rows()
