@@ -14,8 +14,8 @@ import json
 from dataclasses import dataclass, field
 
 import torch
-from peft import LoraConfig, get_peft_model_state_dict, inject_adapter_in_model, set_peft_model_state_dict
-from peft.tuners.tuners_utils import BaseTunerLayer
+
+# PEFT is imported where it is used: it pulls in transformers, and most runs of the pack never train.
 
 # The 8 attention projections of a joint block, as diffusers' SD3 LoRA training targets them
 # (the last SD3 block is context_pre_only: it has no to_add_out, so it holds 7).
@@ -49,8 +49,10 @@ def check_rank(rank) -> int:
     return rank
 
 
-def lora_config(rank: int, targets=DEFAULT_TARGETS) -> LoraConfig:
+def lora_config(rank: int, targets=DEFAULT_TARGETS):
     """alpha = rank (scale 1), Gaussian A and zero B: the adapter starts as the identity, as diffusers' SD3 script."""
+    from peft import LoraConfig
+
     return LoraConfig(r=check_rank(rank), lora_alpha=rank, target_modules=list(targets), init_lora_weights="gaussian")
 
 
@@ -71,6 +73,8 @@ def attach(transformer: torch.nn.Module, name: str, rank: int, targets=DEFAULT_T
     """Inject a LoRA adapter called ``name`` into ``transformer`` (in place); its weights in fp32 on the base's device.
 
     ``weights`` (diffusers keys) are loaded when given; else A is drawn from ``seed`` (B = 0). Returns its parameters."""
+    from peft import inject_adapter_in_model, set_peft_model_state_dict
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         inject_adapter_in_model(lora_config(rank, targets), transformer, adapter_name=name)
@@ -88,12 +92,16 @@ def attach(transformer: torch.nn.Module, name: str, rank: int, targets=DEFAULT_T
 
 def adapter_weights(transformer: torch.nn.Module, name: str) -> dict:
     """The adapter ``name`` as fp32 CPU tensors under diffusers' SD3 LoRA keys."""
+    from peft import get_peft_model_state_dict
+
     state = get_peft_model_state_dict(transformer, adapter_name=name)
     return {KEY_PREFIX + k: v.detach().float().cpu().clone().contiguous() for k, v in state.items()}
 
 
 def activate(transformer: torch.nn.Module, name=None, strength: float = 1.0) -> None:
     """Run the adapter ``name`` at ``strength``, or no adapter at all (``None``: the base model's exact forward)."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
     for module in transformer.modules():
         if not isinstance(module, BaseTunerLayer):
             continue

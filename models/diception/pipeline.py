@@ -60,8 +60,11 @@ class DicePipeline:
     def prompt_for(self, task: str, category: str = "") -> str:
         if task in self.adapters:
             return self.adapters[task][1].prompt
-        if task not in TASK_PROMPTS and self.adapters:
-            raise ValueError(f"task: unknown task {task!r}; this model answers {list(TASK_PROMPTS) + list(self.adapters)}")
+        if task not in TASK_PROMPTS:
+            raise ValueError(
+                f"task: unknown task {task!r}; this model answers the built-in tasks {list(TASK_PROMPTS)} and the adapted "
+                f"tasks {list(self.adapters)} (add one with Train or Load DICEPTION Adapter)"
+            )
         return task_prompt(task, category)
 
     def activate(self, task: str) -> None:
