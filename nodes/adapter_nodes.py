@@ -119,7 +119,7 @@ class TrainDiceptionAdapter:
                 "learning_rate": ("FLOAT", {"default": 1e-4, "min": 1e-7, "max": 1.0, "step": 1e-5, "tooltip": "AdamW learning rate"}),
                 "rank": ("INT", {"default": DEFAULT_RANK, "min": 1, "max": MAX_RANK, "tooltip": "adapter rank: 32 = 0.93 % of SD3-medium's transformer"}),
                 "batch_size": ("INT", {"default": 1, "min": 1, "max": 64, "tooltip": "example pairs per step"}),
-                "resolution": ("INT", {"default": 768, "min": 64, "max": 2048, "step": 16, "tooltip": "examples are resized to resolution x resolution (DICEPTION works at 768)"}),
+                "resolution": ("INT", {"default": 768, "min": 16, "max": 2048, "step": 16, "tooltip": "examples are resized to resolution x resolution (DICEPTION works at 768)"}),
                 "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "tooltip": "same seed and device: the same adapter"}),
             },
             "optional": {
