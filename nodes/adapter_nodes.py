@@ -1,7 +1,7 @@
 """ComfyUI nodes that teach DICEPTION a new task: Load DICEPTION Examples, Train / Save / Load DICEPTION Adapter."""
 
-import io
 import os
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -16,6 +16,7 @@ from ..models.output_paths import check_name, contained
 from . import comfy_adapter
 from .diception_nodes import DiceptionModel
 
+BUILT_IN_SETS = Path(__file__).resolve().parent.parent / "workflows" / "images"  # e.g. diception_examples/red_objects
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 ADAPTER_FOLDER = ("loras", "diception")  # under the output folder, as core's Save LoRA writes into output
 
@@ -42,7 +43,8 @@ class LoadDiceptionExamples:
     DESCRIPTION = (
         "Example pairs for teaching DICEPTION a new task, from a folder under ComfyUI's input folder: images/ holds the "
         "example images, targets/ the answers, paired by file name (a.png ↔ a.png or a.jpg), in sorted name order. "
-        "Sizes may differ between pairs; a target must have its image's aspect ratio."
+        "Sizes may differ between pairs; a target must have its image's aspect ratio. The pack's built-in example set "
+        "diception_examples/red_objects is found when no such folder is in the input folder."
     )
     CATEGORY = "DICEPTION/adapters"
     FUNCTION = "load"
@@ -52,16 +54,18 @@ class LoadDiceptionExamples:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"folder": ("STRING", {"default": "diception_examples/highlight", "tooltip": "a folder under ComfyUI's input folder with images/ and targets/"})}}
+        return {"required": {"folder": ("STRING", {"default": "diception_examples/red_objects", "tooltip": "a folder under ComfyUI's input folder with images/ and targets/ (or a built-in example set)"})}}
 
     def load(self, folder):
-        root = os.path.realpath(folder_paths.get_input_directory())
-        from pathlib import Path
-
-        parts = check_name(folder, "folder", "diception_examples/highlight")
-        where = contained(Path(root), Path(root).joinpath(*parts), folder, "folder", "diception_examples/highlight")
-        if not where.is_dir():
-            raise ValueError(f"folder: {folder!r} is not a folder under the input folder {root}")
+        example = "diception_examples/red_objects"
+        parts = check_name(folder, "folder", example)
+        for root in (Path(os.path.realpath(folder_paths.get_input_directory())), BUILT_IN_SETS):
+            where = contained(root, root.joinpath(*parts), folder, "folder", example)
+            if where.is_dir():
+                break
+        else:
+            raise ValueError(f"folder: {folder!r} is not a folder under the input folder {folder_paths.get_input_directory()} "
+                             f"(nor a built-in example set such as {example!r})")
         images, targets = image_files(where / "images", "images"), image_files(where / "targets", "targets")
         for stem in images:
             if stem not in targets:

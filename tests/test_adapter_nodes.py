@@ -94,11 +94,11 @@ def test_train_save_and_reload_in_a_fresh_server(comfy, tmp_path):
 
     fresh = TestEngine(tmp_path / "fresh", comfy.build)
     try:
-        (fresh.dirs["models"] / "loras").mkdir(parents=True, exist_ok=True)
-        shutil.copy(comfy.dirs["output"] / saved, fresh.dirs["models"] / "loras" / "invert.safetensors")
+        (fresh.dirs["output"] / "loras" / "diception").mkdir(parents=True, exist_ok=True)
+        shutil.copy(comfy.dirs["output"] / saved, fresh.dirs["output"] / "loras" / "diception" / "invert.safetensors")
         shutil.copy(comfy.dirs["input"] / "adapter_probe.png", fresh.dirs["input"] / "adapter_probe.png")
         again = {"model": load_diception(), "load": {"class_type": "LoadImage", "inputs": {"image": "adapter_probe.png"}},
-                 "adapted": {"class_type": "DiceptionLoadAdapter", "inputs": {"model": ["model", 0], "adapter": "invert.safetensors", "strength": 1.0}},
+                 "adapted": {"class_type": "DiceptionLoadAdapter", "inputs": {"model": ["model", 0], "adapter": "output/invert.safetensors", "strength": 1.0}},
                  "new": perceive(["load", 0], steps=2, task_name="invert")}
         again["new"]["inputs"]["model"] = ["adapted", 0]
         for channel in ("red", "green", "blue"):
@@ -163,7 +163,7 @@ def test_clear_errors(comfy):
     nan["train"] = {**pair["train"], "inputs": {**pair["train"]["inputs"], "images": ["nan_image", 0]}}
     messages["NaN pixels"] = (failure(comfy, nan), ["images", "NaN"])
 
-    loras = comfy.dirs["models"] / "loras"
+    loras = comfy.dirs["output"] / "loras" / "diception"
     loras.mkdir(parents=True, exist_ok=True)
     import torch
 
@@ -172,7 +172,7 @@ def test_clear_errors(comfy):
     (loras / "truncated.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\": ")
     for name, expected in (("sdxl_style", "SDXL"), ("comfy_sd3", "own layout"), ("truncated", "truncated or damaged")):
         graph = {"model": load_diception(), "load": {"class_type": "LoadImage", "inputs": {"image": "adapter_probe.png"}},
-                 "adapted": {"class_type": "DiceptionLoadAdapter", "inputs": {"model": ["model", 0], "adapter": f"{name}.safetensors", "strength": 1.0}},
+                 "adapted": {"class_type": "DiceptionLoadAdapter", "inputs": {"model": ["model", 0], "adapter": f"output/{name}.safetensors", "strength": 1.0}},
                  "new": perceive(["load", 0], task_name="invert")}
         graph["new"]["inputs"]["model"] = ["adapted", 0]
         graph["save"] = {"class_type": "PreviewImage", "inputs": {"images": ["new", 0]}}

@@ -115,21 +115,22 @@ def answer_error(pipeline, images, targets, steps=1):
     return (latents - clean).abs().mean().item()
 
 
-# The tiny model is random: nothing in it passes the noisy latent through to its output as a trained SD3 does, so
-# with the attention projections alone the answer stays noise-dominated (measured: 0.79× of the untrained error
-# after 300 steps). Adapting the MLPs, the adaLN modulations and proj_out too lets it learn that path as well.
-WIDE = DEFAULT_TARGETS + ("ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj", "ff_context.net.2",
-                          "norm1.linear", "norm1_context.linear", "norm_out.linear", "proj_out")
+# The tiny model is random: nothing in it carries the noisy latent through to its output as a trained SD3 does, so
+# with the attention projections alone the one-step answer stays noise-dominated (measured: 0.76× of the untrained
+# error at 400 steps, plateaued). Adapting the patch embedding, MLPs, adaLN modulations and proj_out too lets the
+# adapter learn that path as well (measured: 0.61× at 400 steps, 0.54× at 800, still falling).
+WIDE = DEFAULT_TARGETS + ("pos_embed.proj", "ff.net.0.proj", "ff.net.2", "norm1.linear", "norm_out.linear", "proj_out")
+STEPS = 1200
 
 
 def test_a_new_task_is_learned_from_48_examples(pipe):
     images, targets = invert_task(48, 0)
     held_images, held_targets = invert_task(12, 1)
-    settings = quick(steps=600, learning_rate=5e-3, rank=32, batch_size=4, targets=WIDE)
+    settings = quick(steps=STEPS, learning_rate=3e-3, rank=32, batch_size=4, targets=WIDE)
     pipeline, adapter, losses = train_adapter(pipe, images, targets, "invert", PROMPT, settings)
     untrained = pipe.with_adapters([TaskAdapter("invert", PROMPT, 32, 32.0, WIDE, {})])
     before, after = answer_error(untrained, held_images, held_targets), answer_error(pipeline, held_images, held_targets)
-    print(f"held-out latent error: untrained {before:.4f}, trained {after:.4f} ({after / before:.3f}x) after 600 steps; "
+    print(f"held-out latent error: untrained {before:.4f}, trained {after:.4f} ({after / before:.3f}x) after {STEPS} steps; "
           f"loss {sum(losses[:20]) / 20:.3f} → {sum(losses[-20:]) / 20:.3f}")
     assert after <= 0.5 * before
 

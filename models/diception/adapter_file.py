@@ -107,14 +107,18 @@ def load_adapter(path, transformer: torch.nn.Module, task: str = "") -> TaskAdap
     for key, value in tensors.items():
         match = KEY.match(key)
         module = modules.get(match["module"])
-        if not isinstance(module, torch.nn.Linear) or value.ndim != 2:
+        if isinstance(module, torch.nn.Linear) and value.ndim == 2:
+            width_in, width_out = module.in_features, module.out_features
+        elif isinstance(module, torch.nn.Conv2d) and value.ndim == 4:
+            width_in, width_out = module.in_channels, module.out_channels
+        else:
             raise ValueError(f"adapter: {path.name} adapts {match['module']!r}, which this DICEPTION transformer does not have as a linear layer")
-        rank, width = (value.shape[0], module.in_features) if match["half"] == "A" else (value.shape[1], module.out_features)
+        rank, width = (value.shape[0], width_in) if match["half"] == "A" else (value.shape[1], width_out)
         other = value.shape[1] if match["half"] == "A" else value.shape[0]
         if other != width:
             raise ValueError(
                 f"adapter: {path.name} was made for another model: {key} has shape {tuple(value.shape)}, which does not fit "
-                f"{match['module']} ({module.in_features} → {module.out_features})"
+                f"{match['module']} ({width_in} → {width_out})"
             )
         ranks.add(rank)
     rank = int(meta.get("diception.rank", "0"))
