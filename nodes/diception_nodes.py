@@ -127,10 +127,12 @@ class PerceiveTask:
             "optional": {
                 "point_order": (list(POINT_ORDERS), {"default": "yx (training data)", "tooltip": "slot order of point coordinates; the official code disagrees with itself (see README)"}),
                 "batch_size": ("INT", {"default": 4, "min": 1, "max": 64, "tooltip": "images per transformer / VAE call: larger is faster per image and needs more memory; the answers do not depend on it"}),
+                "task_name": ("STRING", {"default": "", "tooltip": "a task taught with Train / Load DICEPTION Adapter, by its name (overrides task); empty: the task above"}),
             },
         }
 
-    def perceive(self, model, image, task, category, points, steps, guidance, seed, resolution, point_order="yx (training data)", batch_size=4):
+    def perceive(self, model, image, task, category, points, steps, guidance, seed, resolution, point_order="yx (training data)", batch_size=4, task_name=""):
+        task = task_name.strip() or task
         if image.ndim != 4 or 0 in image.shape:
             raise ValueError(f"image: expected a non-empty IMAGE batch, got shape {tuple(image.shape)}")
         _, height, width, _ = image.shape

@@ -24,6 +24,7 @@ from scripts.test_engine import TestEngine  # noqa: E402
 TINY = {  # real model names in the shared workflows → the tiny test models
     "DiceptionLoad": {"base_model": "tiny_sd3", "checkpoint": "diception_tiny.safetensors", "dtype": "fp32"},
     "DiceptionPerceiveTask": {"resolution": 64},
+    "DiceptionTrainAdapter": {"steps": 2, "rank": 4, "resolution": 64},
     "PersamSamLoader": {"checkpoint": "tiny_sam.pth"},
 }
 

@@ -67,6 +67,17 @@ WORKFLOWS = {
         "8": masks(["7", 0], "threshold (point / semantic)"),
         "9": {"class_type": "MaskToImage", "inputs": {"mask": ["8", 0]}}, "10": save(["9", 0], "diception_semantic_dog"),
     },
+    "diception_new_task": {
+        "1": load("example_scene.png"), "2": DICE,
+        "3": {"class_type": "DiceptionLoadExamples", "inputs": {"folder": "diception_examples/red_objects"}},
+        "4": {"class_type": "DiceptionTrainAdapter", "inputs": {
+            "model": ["2", 0], "examples": ["3", 0], "task_name": "red objects", "prompt": "[[image2red_objects]]", "steps": 300,
+            "learning_rate": 1e-4, "rank": 32, "batch_size": 1, "resolution": 768, "seed": 0, "gradient_checkpointing": True}},
+        "5": {"class_type": "DiceptionSaveAdapter", "inputs": {"adapter": ["4", 1], "name": "red_objects"}},
+        "6": {"class_type": "PreviewImage", "inputs": {"images": ["4", 2]}},
+        "7": dict(perceive(["1", 0], "depth"), inputs={**perceive(["1", 0], "depth")["inputs"], "model": ["4", 0], "task_name": "red objects"}),
+        "8": save(["7", 0], "diception_red_objects"),
+    },
     "persam_segment": {
         "1": load("example_reference.png"), "2": load("example_photo.png"), "3": SAM, "4": persam_reference(),
         "6": {"class_type": "PersamSegment", "inputs": {"reference": ["4", 0], "images": ["2", 0], "max_instances": 1, "overlap_stop": 0.5}},
@@ -107,6 +118,7 @@ TITLES = {
     "diception_normals": "DICEPTION 2 Surface normals in one step (unit normals as colours, OpenGL convention)",
     "diception_point_segmentation": "DICEPTION 3 Point segmentation (click points on the image, get the mask)",
     "diception_entity_semantic_masks": "DICEPTION 4 Entity and semantic masks (one mask per instance, all dogs)",
+    "diception_new_task": "DICEPTION 5 Teach a new task from examples (train an adapter on image and answer pairs, save it, run it)",
     "persam_segment": "PerSAM 1 One shot segmentation (reference image and mask, masks of new photos)",
     "persam_to_diception": "PerSAM 2 PerSAM points drive DICEPTION (personalised point segmentation)",
     "persam_dreambooth_dataset": "PerSAM 3 DreamBooth dataset (subject masks for kohya, OneTrainer, SimpleTuner)",

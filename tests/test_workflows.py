@@ -15,14 +15,15 @@ NAMES = sorted(p.stem for p in (ROOT / "workflows" / "api").glob("*.json"))
 TINY = [
     "DiceptionLoad.base_model=tiny_sd3", "DiceptionLoad.checkpoint=diception_tiny.safetensors", "DiceptionLoad.dtype=fp32",
     "DiceptionPerceiveTask.resolution=64", "DiceptionPerceiveTask.steps=2", "PersamSamLoader.checkpoint=tiny_sam.pth",
-    "PersamReference.iterations=20",
+    "PersamReference.iterations=20", "DiceptionTrainAdapter.steps=2", "DiceptionTrainAdapter.rank=4",
+    "DiceptionTrainAdapter.resolution=64",
 ]
 
 
 def test_there_is_a_workflow_for_every_use():
     assert set(NAMES) == {
         "diception_depth", "diception_normals", "diception_point_segmentation", "diception_entity_semantic_masks",
-        "persam_segment", "persam_to_diception", "persam_dreambooth_dataset", "persam_several_references",
+        "persam_segment", "persam_to_diception", "persam_dreambooth_dataset", "persam_several_references", "diception_new_task",
     }
     assert all(ui_path(n).is_file() for n in NAMES)
 

@@ -9,10 +9,11 @@ import torch.nn.functional as F
 from diffusers import FlowMatchEulerDiscreteScheduler
 from PIL import Image
 
+from . import adapter as adapters
 from .batch_points import points_for_batch
 from .point_encoder import MAX_POINTS
 from .prompts import PromptCache, encode_prompt
-from .tasks import POINT_TASK, task_prompt
+from .tasks import POINT_TASK, TASK_PROMPTS, task_prompt
 from .transformer import diception_forward
 
 RESOLUTION_MULTIPLE = 16  # VAE factor 8 × patch size 2
@@ -37,6 +38,42 @@ class DicePipeline:
         self.prompt_cache = PromptCache(prompt_cache_root, text_encoder_source.identity)
         self.prepare: Callable = lambda name, modules: None
         self.release: Callable = lambda name, modules: None
+        self.base_transformer = transformer  # without adapters; adapted pipelines share its parameters
+        self.adapters = {}  # task name → (PEFT slot name, TaskAdapter)
+
+    def with_adapters(self, task_adapters, seed: int = 0) -> "DicePipeline":
+        """A pipeline that also answers the adapters' tasks: a shared-weights copy of the transformer carries them,
+        this pipeline (and the transformer it runs) stays as it is. Adapters with no weights start fresh from ``seed``."""
+        transformer = adapters.shared_copy(self.base_transformer)
+        adapted = DicePipeline(transformer, self.point_encoder, self.vae, self.scheduler_config, self.text_encoder_source, ".")
+        adapted.prompt_cache = self.prompt_cache
+        adapted.base_transformer = self.base_transformer
+        for i, adapter in enumerate(task_adapters):
+            if adapter.task in TASK_PROMPTS:
+                raise ValueError(f"task: {adapter.task!r} is a built-in task; give the new task another name")
+            slot = adapters.slot_name(i)
+            adapters.attach(transformer, slot, adapter.rank, adapter.targets, adapter.weights or None, seed)
+            adapted.adapters[adapter.task] = (slot, adapter)
+        transformer.requires_grad_(False)
+        adapters.activate(transformer, None)
+        return adapted
+
+    def prompt_for(self, task: str, category: str = "") -> str:
+        if task in self.adapters:
+            return self.adapters[task][1].prompt
+        if task not in TASK_PROMPTS:
+            raise ValueError(
+                f"task: unknown task {task!r}; this model answers the built-in tasks {list(TASK_PROMPTS)} and the adapted "
+                f"tasks {list(self.adapters)} (add one with Train or Load DICEPTION Adapter)"
+            )
+        return task_prompt(task, category)
+
+    def activate(self, task: str) -> None:
+        """Turn on the adapter of ``task``; built-in tasks run with every adapter off (the base model's forward)."""
+        if not self.adapters:
+            return
+        slot, adapter = self.adapters.get(task, (None, None))
+        adapters.activate(self.transformer, slot, adapter.strength if adapter else 1.0)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -151,7 +188,7 @@ class DicePipeline:
         if int(batch_size) < 1:
             raise ValueError(f"batch_size: expected at least 1 image per call, got {batch_size}")
         b, h, w, _ = images.shape
-        prompt = task_prompt(task, category)
+        prompt = self.prompt_for(task, category)
         per_image = points_for_batch(points, b)
         if any(per_image) and task != POINT_TASK:
             raise ValueError(f"points: only the {POINT_TASK!r} task takes points; task {task!r} got some")
@@ -165,6 +202,7 @@ class DicePipeline:
         embeds = self.encode_prompts([prompt, ""] if cfg else [prompt])
         slots = [point_slots(p, w, h, point_order) for p in per_image]
         self.prepare("denoiser", [self.transformer, self.point_encoder])
+        self.activate(task)
         device = self.transformer.device
         point_embeds = self.point_encoder(torch.cat([c for c, _ in slots]).to(device), torch.cat([l for _, l in slots]).to(device))
         latent_size = resolution // 8

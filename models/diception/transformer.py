@@ -7,6 +7,7 @@ tokens is unpatchified.
 """
 
 import torch
+import torch.utils.checkpoint
 from diffusers import SD3Transformer2DModel
 
 
@@ -18,8 +19,12 @@ def diception_forward(
     pooled_embeds: torch.Tensor,
     point_embeds: torch.Tensor,
     timestep: torch.Tensor,
+    checkpointing: bool = False,
 ) -> torch.Tensor:
-    """Velocity prediction (B, C, h, w) for noisy ``latents`` given the condition image's latents."""
+    """Velocity prediction (B, C, h, w) for noisy ``latents`` given the condition image's latents.
+
+    ``checkpointing``: recompute each block's activations in the backward pass (training) instead of keeping them;
+    the blocks are called here, so diffusers' own gradient-checkpointing flag has no effect on this forward."""
     height, width = latents.shape[-2:]
     noisy_tokens = transformer.pos_embed(latents)
     num_noisy = noisy_tokens.shape[1]
@@ -28,10 +33,17 @@ def diception_forward(
     temb = transformer.time_text_embed(timestep, pooled_embeds)
     context = torch.cat([transformer.context_embedder(prompt_embeds), point_embeds], dim=1)
     for block in transformer.transformer_blocks:
-        context, hidden = block(hidden_states=hidden, encoder_hidden_states=context, temb=temb)
+        if checkpointing and torch.is_grad_enabled():
+            context, hidden = torch.utils.checkpoint.checkpoint(run_block, block, hidden, context, temb, use_reentrant=False)
+        else:
+            context, hidden = run_block(block, hidden, context, temb)
 
     hidden = transformer.proj_out(transformer.norm_out(hidden, temb))[:, :num_noisy]
     return unpatchify(hidden, height, width, transformer.config.patch_size, transformer.out_channels)
+
+
+def run_block(block, hidden, context, temb):
+    return block(hidden_states=hidden, encoder_hidden_states=context, temb=temb)
 
 
 def unpatchify(tokens: torch.Tensor, height: int, width: int, patch: int, channels: int) -> torch.Tensor:

@@ -1,0 +1,64 @@
+"""ComfyUI v0.8.0's own LoRA reader (``comfy/lora.py``: ``model_lora_keys_unet`` + ``load_lora``) maps every key
+of a DICEPTION adapter file onto an SD3 model: run in a subprocess inside ComfyUI's source tree (.cache/comfyui-v0.8.0,
+unpacked by scripts/setup.sh), on a tiny SD3 single file and an adapter for the same transformer."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from diffusers import SD3Transformer2DModel
+from safetensors.torch import save_file
+from tiny_models import transformer_to_single_file
+
+from models.diception.adapter import DEFAULT_TARGETS, TaskAdapter, adapter_weights, attach, checkpoint_identity
+from models.diception.adapter_file import save_adapter
+
+COMFYUI = Path(__file__).resolve().parent.parent / ".cache" / "comfyui-v0.8.0"
+
+CHECK = r'''
+import json, logging, sys
+comfy_root, single_file, adapter = sys.argv[1:4]
+sys.argv = [sys.argv[0], "--cpu"]
+sys.path.insert(0, comfy_root)
+import comfy.options
+comfy.options.enable_args_parsing()
+import comfy.lora, comfy.model_detection
+from safetensors.torch import load_file
+sd = load_file(single_file)
+model = comfy.model_detection.model_config_from_unet(sd, "model.diffusion_model.").get_model(sd, "model.diffusion_model.")
+key_map = comfy.lora.model_lora_keys_unet(model, {})
+missed = []
+class Catch(logging.Handler):
+    def emit(self, record):
+        if "not loaded" in record.getMessage():
+            missed.append(record.getMessage())
+logging.getLogger().addHandler(Catch())
+lora = load_file(adapter)
+patches = comfy.lora.load_lora(lora, key_map)
+print(json.dumps({"model": type(model).__name__, "lora_tensors": len(lora), "patched_weights": len(patches), "not_loaded": missed}))
+'''
+
+
+@pytest.mark.skipif(not (COMFYUI / "comfy" / "lora.py").is_file(), reason="no ComfyUI v0.8.0 source in .cache (scripts/setup.sh unpacks it)")
+def test_comfyui_maps_every_adapter_key_onto_sd3(tmp_path):
+    # ComfyUI reads an SD3 single file's depth as hidden size / 64, so this model keeps hidden = 64 × its 2 layers
+    transformer = SD3Transformer2DModel(
+        sample_size=16, patch_size=2, in_channels=16, num_layers=2, attention_head_dim=64, num_attention_heads=2,
+        joint_attention_dim=64, caption_projection_dim=128, pooled_projection_dim=40, out_channels=16, pos_embed_max_size=24,
+    )
+    single = {"model.diffusion_model." + k: v.contiguous() for k, v in transformer_to_single_file(transformer.state_dict(), 2).items()}
+    save_file(single, str(tmp_path / "sd3_check.safetensors"))
+    identity = checkpoint_identity(transformer)
+    attach(transformer, "task0", 4)
+    weights = adapter_weights(transformer, "task0")
+    path = save_adapter(TaskAdapter("invert", "[[image2invert]]", 4, 4.0, DEFAULT_TARGETS, weights, identity), tmp_path, "invert")
+    run = subprocess.run([sys.executable, "-c", CHECK, str(COMFYUI), str(tmp_path / "sd3_check.safetensors"), str(path)],
+                         cwd=COMFYUI, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    print(report)
+    # 2 blocks × 8 projections − the last block's to_add_out = 15 layers, each an A and a B tensor, all mapped
+    assert report == {"model": "SD3", "lora_tensors": 30, "patched_weights": 15, "not_loaded": []}
