@@ -156,10 +156,11 @@ ROOM_BELOW = {"LoadImage": 280, "SaveImage": 260, "PreviewImage": 260, "Diceptio
 # table, printing the new figures). A node not measured yet is given NODES2_GUESS, a generous estimate.
 NODES2_HEIGHTS = {
     "LoadImage": 408, "SaveImage": 344, "PreviewImage": 344, "MaskToImage": 64,
-    "DiceptionLoad": 280, "DiceptionPerceiveTask": 624, "DiceptionRGBToDepth": 288, "DiceptionRGBToNormal": 116,
+    "DiceptionLoad": 280, "DiceptionPerceiveTask": 680, "DiceptionRGBToDepth": 288, "DiceptionRGBToNormal": 116,
     "DiceptionRGBToMasks": 220, "DiceptionSaveDepth": 152,
-    "PersamSamLoader": 140, "PersamReference": 220, "PersamSegment": 300, "PersamDreamBoothMask": 240,
+    "PersamSamLoader": 140, "PersamReference": 312, "PersamSegment": 300, "PersamDreamBoothMask": 240,
     "PersamSaveDreamBoothDataset": 236,
+    "DiceptionLoadExamples": 144, "DiceptionTrainAdapter": 416, "DiceptionSaveAdapter": 124,
 }
 # The template browser fits a template to the window: more than MAX_COLUMNS columns side by side open too small to
 # read (PerSAM 2's seven columns opened at 45 %), so longer chains continue in a second band below.
