@@ -101,7 +101,7 @@ def test_point_picker_in_the_legacy_frontend(comfy, tmp_path):
         saved = page.evaluate("JSON.stringify(app.graph.serialize())")
         node = next(n for n in json.loads(saved)["nodes"] if n["type"] == "DiceptionPerceiveTask")
         assert node["widgets_values"] == ["point segmentation", "none", '[{"x":20,"y":15},{"x":70,"y":30}]', 28, 2, 0,
-                                          "randomize", 768, "yx (training data)", 4]
+                                          "randomize", 768, "yx (training data)", 4, ""]
 
         shot = Path(os.environ.get("POINT_PICKER_SCREENSHOT", tmp_path / "point_picker.png"))
         bounds = page.evaluate("""() => { const r = window.__perceive.diceptionPicker.el.root.getBoundingClientRect();
