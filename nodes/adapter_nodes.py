@@ -9,9 +9,8 @@ from PIL import Image
 
 import folder_paths
 
-from ..models.diception.adapter import DEFAULT_RANK, MAX_RANK
+from ..models.diception.adapter import DEFAULT_RANK, MAX_RANK, MAX_STEPS
 from ..models.diception.adapter_file import load_adapter, save_adapter
-from ..models.diception.finetune import MAX_STEPS, TrainingSettings, train_adapter
 from ..models.output_paths import check_name, contained
 from . import comfy_adapter
 from .diception_nodes import DiceptionModel
@@ -144,6 +143,8 @@ class TrainDiceptionAdapter:
             pairs_images, pairs_targets = list(images), list(targets)
         else:
             raise ValueError("examples: no examples; connect Load DICEPTION Examples, or images and targets")
+        from ..models.diception.finetune import TrainingSettings, train_adapter  # diffusers: loaded on first use
+
         settings = TrainingSettings(steps=steps, learning_rate=learning_rate, rank=rank, batch_size=batch_size,
                                     resolution=resolution, seed=seed, checkpointing=gradient_checkpointing)
         progress = comfy_adapter.Progress(steps)

@@ -22,6 +22,7 @@ import torch
 DEFAULT_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out")
 DEFAULT_RANK = 32
 MAX_RANK = 256
+MAX_STEPS = 100_000  # training steps one run may ask for
 KEY_PREFIX = "transformer."
 
 

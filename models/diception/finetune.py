@@ -22,7 +22,7 @@ from .pipeline import RESOLUTION_MULTIPLE, DicePipeline, point_slots, preprocess
 from .tasks import TASK_PROMPTS
 from .transformer import diception_forward
 
-MAX_STEPS = 100_000
+MAX_STEPS = adapters.MAX_STEPS
 ASPECT_TOLERANCE = 0.02  # a target whose aspect ratio differs more from its image's is refused, else resized
 
 
