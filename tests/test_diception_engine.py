@@ -98,10 +98,18 @@ def test_a_single_file_sd3_checkpoint_gives_the_same_answers(tmp_path):
         assert torch.equal(from_file.transformer.state_dict()[name], value), name
     for name, value in from_folder.vae.state_dict().items():
         assert torch.equal(from_file.vae.state_dict()[name], value), name
+    for mine, theirs in zip(from_file.text_encoder_source.load().modules(), from_folder.text_encoder_source.load().modules()):
+        config = {k: v for k, v in mine.config.to_dict().items() if k != "_name_or_path"}
+        assert type(mine) is type(theirs) and config == {k: v for k, v in theirs.config.to_dict().items() if k != "_name_or_path"}
+        mine, theirs = mine.state_dict(), theirs.state_dict()
+        assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
     image = torch.rand(1, 40, 48, 3)
     a = from_file(image, "semantic segmentation", category="dog", steps=2, guidance=2.0, resolution=64)
     b = from_folder(image, "semantic segmentation", category="dog", steps=2, guidance=2.0, resolution=64)
-    assert torch.allclose(a, b, atol=1e-6)
+    # Same weights, other memory addresses (views of one file): CPU fp32 kernels round by alignment. Measured with
+    # bench/fp32_layout_spread.py (same weights at 16 byte offsets): up to 2.3e-6 (AVX-512, AVX2, 1 or 2 threads,
+    # both dependency sets); a misloaded weight moves the answer by 1e-2 or more.
+    assert (a - b).abs().max() <= 1e-5
 
 
 def test_a_single_file_without_text_encoders_works_from_the_cache_and_says_what_is_missing(tmp_path):
