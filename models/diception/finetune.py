@@ -22,7 +22,6 @@ from .pipeline import RESOLUTION_MULTIPLE, DicePipeline, point_slots, preprocess
 from .tasks import TASK_PROMPTS
 from .transformer import diception_forward
 
-MAX_STEPS = adapters.MAX_STEPS
 ASPECT_TOLERANCE = 0.02  # a target whose aspect ratio differs more from its image's is refused, else resized
 
 
@@ -64,8 +63,8 @@ def check_examples(images, targets) -> None:
 
 
 def check_settings(settings: TrainingSettings, pipeline: DicePipeline) -> None:
-    if not 1 <= settings.steps <= MAX_STEPS:
-        raise ValueError(f"steps: expected 1 to {MAX_STEPS} training steps, got {settings.steps}")
+    if not 1 <= settings.steps <= adapters.MAX_STEPS:
+        raise ValueError(f"steps: expected 1 to {adapters.MAX_STEPS} training steps, got {settings.steps}")
     adapters.check_rank(settings.rank)
     if settings.batch_size < 1:
         raise ValueError(f"batch_size: expected at least 1 example per step, got {settings.batch_size}")
