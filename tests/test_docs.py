@@ -113,3 +113,21 @@ def test_every_relative_link_resolves():
             elif anchor and file.suffix == ".md" and anchor not in _anchors(file):
                 broken.append(f"{page.relative_to(ROOT)}: {target} (no heading with that anchor)")
     assert not broken, "\n".join(broken)
+
+
+def test_registry_metadata_is_complete_and_its_icon_is_in_the_repository():
+    """[tool.comfy] as the Comfy Registry reads it: publisher, display name, and an Icon URL that names a file of this
+    repository (the Repository URL's raw files on its main branch): a square PNG of at most 400 px."""
+    import tomllib
+
+    from PIL import Image
+
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    comfy, project = data["tool"]["comfy"], data["project"]
+    assert re.fullmatch(r"[a-z][a-z0-9-]*", comfy["PublisherId"]), comfy["PublisherId"]
+    assert comfy["DisplayName"].strip() and project["version"] and project["urls"]["Repository"]
+    owner_repo = urllib.parse.urlparse(project["urls"]["Repository"]).path.strip("/")
+    prefix = f"https://raw.githubusercontent.com/{owner_repo}/main/"
+    assert comfy["Icon"].startswith(prefix), (comfy["Icon"], prefix)
+    with Image.open(ROOT / comfy["Icon"][len(prefix):]) as icon:
+        assert icon.format == "PNG" and icon.width == icon.height <= 400, (icon.format, icon.size)
