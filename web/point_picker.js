@@ -2,8 +2,8 @@
 // A DOM widget (shown on the classic LiteGraph canvas, in Nodes 2.0 and on the legacy 2024 page) that
 // shows the image connected to the node's `image` input; click to add a point (at most 5), drag a point to
 // move it, shift-click, ctrl-click (cmd-click) or right-click a point to delete it, "clear points" to start
-// over. It is active only for the "point segmentation" task; for other tasks the points are kept (greyed
-// out) and the node ignores them; when `points` is linked (e.g. from PerSAM Segment) the run uses the linked
+// over. It is active only when the task that runs is "point segmentation" (`task`, unless `task_name` names an
+// adapter's task); for other tasks the points are kept (greyed out) and the node ignores them; when `points` is linked (e.g. from PerSAM Segment) the run uses the linked
 // points and the picker takes no clicks. Points are stored in the node's `points` widget as KJNodes Points
 // Editor JSON, in pixels of the image: [{"x": 120, "y": 80}, ...]. The picker itself is never saved.
 // The image is the one Load Image (or any node showing a picture) feeds in, through Reroute nodes too; after a
@@ -13,6 +13,7 @@
 // Each edit (click, drag, delete, clear) is one undo step of the graph editor.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
+import { taskThatRuns } from "./adapter_task.js";
 
 const NODE = "DiceptionPerceiveTask";
 const POINT_TASK = "point segmentation";
@@ -120,20 +121,30 @@ function makeElement() {
   root.className = "diception-point-picker";
   Object.assign(root.style, { display: "flex", flexDirection: "column", width: "100%", height: "100%",
     minHeight: `${HEIGHT - 20}px`, boxSizing: "border-box", gap: "2px" });
+  // The canvas, and over it the hint shown while there is no image: text that wraps within the picker's width.
+  const view = document.createElement("div");
+  Object.assign(view.style, { position: "relative", flex: "1 1 auto", minHeight: "0", width: "100%" });
   const canvas = document.createElement("canvas");
-  Object.assign(canvas.style, { flex: "1 1 auto", minHeight: "0", width: "100%", background: "#111",
+  Object.assign(canvas.style, { position: "absolute", inset: "0", width: "100%", height: "100%", background: "#111",
     borderRadius: "4px", cursor: "crosshair", touchAction: "none" });
+  const hint = document.createElement("div");
+  hint.className = "diception-point-picker-hint";
+  Object.assign(hint.style, { position: "absolute", inset: "0", display: "flex", alignItems: "center",
+    justifyContent: "center", padding: "8px 12px", boxSizing: "border-box", textAlign: "center",
+    font: "12px sans-serif", color: "#999", whiteSpace: "normal", overflowWrap: "anywhere", pointerEvents: "none" });
+  view.append(canvas, hint);
   const bar = document.createElement("div");
-  Object.assign(bar.style, { display: "flex", alignItems: "center", gap: "6px", height: `${BAR - 4}px`,
-    font: "11px sans-serif", color: "#aaa" });
+  Object.assign(bar.style, { display: "flex", alignItems: "center", gap: "6px", minHeight: `${BAR - 4}px`,
+    flex: "0 0 auto", font: "11px sans-serif", color: "#aaa" });
   const clear = document.createElement("button");
   clear.textContent = "clear points";
   Object.assign(clear.style, { font: "11px sans-serif", padding: "1px 6px", cursor: "pointer", whiteSpace: "nowrap", flex: "0 0 auto" });
   const status = document.createElement("span");
-  Object.assign(status.style, { overflow: "hidden", whiteSpace: "nowrap", textOverflow: "ellipsis" });
+  status.className = "diception-point-picker-status";
+  Object.assign(status.style, { whiteSpace: "normal", overflowWrap: "anywhere", lineHeight: "1.2", minWidth: "0" });
   bar.append(clear, status);
-  root.append(canvas, bar);
-  return { root, canvas, clear, status };
+  root.append(view, bar);
+  return { root, canvas, hint, clear, status };
 }
 
 // The graph editor's undo history. Current frontend: LiteGraph's before/after-change events, which its change
@@ -184,7 +195,7 @@ class PointPicker {
   }
 
   points() { return parsePoints(widgetOf(this.node, "points")?.value); }
-  taskUsesPoints() { return widgetOf(this.node, "task")?.value === POINT_TASK; }
+  taskUsesPoints() { return taskThatRuns(this.node).task === POINT_TASK; }
   enabled() { return this.taskUsesPoints() && !pointsLink(this.node); }
 
   // The picture the node's `image` input gets, or null (then `why` says what is missing).
@@ -287,7 +298,8 @@ class PointPicker {
     const img = this.image();
     const enabled = this.enabled();
     const linked = pointsLink(this.node);
-    const key = [img?.src, this.why, widgetOf(this.node, "points")?.value, enabled, linked?.id, canvas.clientWidth, canvas.clientHeight].join("|");
+    const runs = taskThatRuns(this.node);
+    const key = [img?.src, this.why, widgetOf(this.node, "points")?.value, enabled, linked?.id, runs.task, canvas.clientWidth, canvas.clientHeight].join("|");
     if (!force && key === this.key) return;
     this.key = key;
     const points = this.points();
@@ -297,7 +309,9 @@ class PointPicker {
       ? `points come from ${linked.title || linked.type} (linked): the run uses those, not these`
       : enabled
         ? `${points.length}/${MAX_POINTS} points · drag: move · shift/ctrl-click: delete`
-        : `points are used by the "${POINT_TASK}" task only (kept, ignored by this task)`;
+        : runs.adapter
+          ? `task_name "${runs.name}" runs: points are used by the "${POINT_TASK}" task only (kept, ignored)`
+          : `points are used by the "${POINT_TASK}" task only (kept, ignored by this task)`;
     const ratio = window.devicePixelRatio || 1;
     const w = canvas.clientWidth || 300, h = canvas.clientHeight || HEIGHT - BAR;
     canvas.width = Math.round(w * ratio);
@@ -307,11 +321,9 @@ class PointPicker {
     ctx.clearRect(0, 0, w, h);
     ctx.font = "12px sans-serif";
     ctx.textAlign = "center";
-    if (!img) {
-      ctx.fillStyle = "#999";
-      ctx.fillText(this.why, w / 2, h / 2);
-      return;
-    }
+    this.el.hint.textContent = img ? "" : this.why;
+    this.el.hint.style.display = img ? "none" : "flex";
+    if (!img) return;
     const b = this.box(img);
     ctx.globalAlpha = enabled ? 1 : 0.35;
     ctx.drawImage(img, b.x, b.y, b.w, b.h);
