@@ -162,8 +162,12 @@ NODES2_HEIGHTS = {
     "PersamSaveDreamBoothDataset": 236,
     "DiceptionLoadExamples": 144, "DiceptionTrainAdapter": 416, "DiceptionSaveAdapter": 124,
 }
-# The template browser fits a template to the window: more than MAX_COLUMNS columns side by side open too small to
-# read (PerSAM 2's seven columns opened at 45 %), so longer chains continue in a second band below.
+# The template browser fits a template to the window (3/4 of it, frontend 1.58.1), and the classic canvas draws no
+# text below about 0.6 zoom: in a 1280×800 window a template of FIT_COLUMNS columns and STACK_HEIGHT px opens at
+# 0.6 or more. Short neighbouring columns are stacked into one until FIT_COLUMNS remain (while the stack stays within
+# STACK_HEIGHT); more than MAX_COLUMNS columns side by side (PerSAM 2's seven opened at 45 %) continue in a second
+# band below. A template that still does not fit opens at 0.6 on its top-left corner (web/template_view.js).
+FIT_COLUMNS, STACK_HEIGHT = 4, 960
 MAX_COLUMNS = 5
 
 
@@ -186,26 +190,56 @@ def drawn_heights(node: dict) -> dict:
     return {"classic": classic, "nodes2": max(classic, NODES2_HEIGHTS.get(node["type"]) or nodes2_guess(node))}
 
 
+def stack_height(nodes: list) -> int:
+    """Height of nodes stacked in one column, in the canvas mode that draws them tallest."""
+    return sum(max(drawn_heights(node).values()) + GAP for node in nodes) - GAP
+
+
 def lay_out(nodes: list, column) -> None:
     """Columns (``column(node)``), nodes stacked in each column: no two boxes (title bar included) overlap in either
-    canvas mode. Beyond MAX_COLUMNS the columns continue in a second band below the first."""
+    canvas mode. Beyond FIT_COLUMNS the shortest pair of neighbouring columns is stacked into one while it stays
+    within STACK_HEIGHT; beyond MAX_COLUMNS the columns continue in a second band below the first."""
     columns = {}
     for node in nodes:
         node["size"] = node_size(node)
         columns.setdefault(column(node), []).append(node)
-    order = sorted(columns)
-    per_band = len(order) if len(order) <= MAX_COLUMNS else -(-len(order) // 2)
+    stacks = [columns[depth] for depth in sorted(columns)]
+    while len(stacks) > FIT_COLUMNS:
+        height, i = min((stack_height(stacks[i] + stacks[i + 1]), i) for i in range(len(stacks) - 1))
+        if height > STACK_HEIGHT:
+            break
+        stacks[i:i + 2] = [stacks[i] + stacks[i + 1]]
+    one_band, two_bands = len(stacks), -(-len(stacks) // 2)
+    if len(stacks) > MAX_COLUMNS:
+        place(stacks, two_bands)
+        return
+    place(stacks, two_bands)
+    two_bands_fit = classic_fit(nodes)
+    place(stacks, one_band)
+    if classic_fit(nodes) < two_bands_fit:  # wide and short: two bands open larger
+        place(stacks, two_bands)
+
+
+def place(stacks: list, per_band: int) -> None:
     top = 60
-    for start in range(0, len(order), per_band):
+    for start in range(0, len(stacks), per_band):
         x, bottom = 60, top
-        for depth in order[start:start + per_band]:
+        for stack in stacks[start:start + per_band]:
             y = top
-            for node in columns[depth]:
+            for node in stack:
                 node["pos"] = [x, y]
                 y += max(drawn_heights(node).values()) + GAP
             bottom = max(bottom, y)
-            x += max(n["size"][0] for n in columns[depth]) + GAP + 20
+            x += max(n["size"][0] for n in stack) + GAP + 20
         top = bottom + GAP
+
+
+def classic_fit(nodes: list) -> float:
+    """The zoom at which the template browser opens the template in a 1280×800 window on the classic canvas: 3/4 of
+    the canvas (1264×786 px measured in Chromium) over the bounds of the node boxes, title bars included."""
+    left, top = min(n["pos"][0] for n in nodes), min(n["pos"][1] - TITLE_HEIGHT for n in nodes)
+    right, bottom = max(n["pos"][0] + n["size"][0] for n in nodes), max(n["pos"][1] + n["size"][1] for n in nodes)
+    return 0.75 * min(1264 / (right - left), 786 / (bottom - top))
 
 
 def input_specs(info: dict):

@@ -20,6 +20,7 @@ def pack_display_names(comfy):
 
 
 def test_search_finds_every_node_of_the_pack(editor, current_comfy):
+    """By its display name, and the adapter nodes by "lora", "adapter", "train", "new task"."""
     names = pack_display_names(current_comfy)
     assert len(names) >= 12, names
     page = editor.page
@@ -39,6 +40,24 @@ def test_search_finds_every_node_of_the_pack(editor, current_comfy):
         results = dialog.inner_text()
         if display not in results:
             missing.append((display, results[:300]))
+        page.keyboard.press("Escape")
+    assert not missing, missing
+    # Issue 27: words a user tries find the adapter nodes (web/search_aliases.js).
+    adapters = {names[n] for n in ("DiceptionTrainAdapter", "DiceptionLoadAdapter", "DiceptionSaveAdapter")}
+    for query, want in {"lora": adapters, "adapter": adapters, "train": {names["DiceptionTrainAdapter"]},
+                        "new task": {names["DiceptionTrainAdapter"]}}.items():
+        editor.js("() => app.extensionManager.command.execute('Workspace.SearchBox.Toggle')")
+        box = page.get_by_placeholder("Add a node...")
+        box.fill(query, timeout=10000)
+        dialog = page.locator("[role=dialog]").filter(has=box)
+        try:
+            page.wait_for_function("(d) => [...document.querySelectorAll('[role=dialog]')].some(e => d.every((n) => e.innerText.includes(n)))",
+                                   arg=sorted(want), timeout=10000)
+        except Exception as e:
+            if type(e).__name__ != "TimeoutError":
+                raise
+        results = dialog.inner_text()
+        missing += [(query, n, results[:300]) for n in want if n not in results]
         page.keyboard.press("Escape")
     assert not missing, missing
 
@@ -92,12 +111,13 @@ def test_templates_open_readable_with_no_overlapping_nodes(editor):
     """Issue 19: Nodes 2.0 draws nodes taller than the classic canvas, and the templates were laid out for classic
     heights; PerSAM 2 opened at 45 % zoom. Each template, opened from the template browser (which fits it to the
     window), shows no two node boxes overlapping (DOM boxes in Nodes 2.0, LiteGraph's boxes on the classic canvas)
-    and opens at 45 % zoom or more in a 1280×800 window; in Nodes 2.0 no node is taller than the height
+    and opens at 60 % zoom or more in a 1280×800 window, above the zoom at which the classic canvas stops drawing
+    text (issue 27: DICEPTION 4 opened at 45 %; web/template_view.js raises such a view); in Nodes 2.0 no node is taller than the height
     scripts/make_workflows.py lays it out with (NODES2_HEIGHTS)."""
     from scripts.make_workflows import NODES2_HEIGHTS
 
     page = editor.page
-    zooms, taller = {}, {}
+    zooms, taller, low_quality = {}, {}, []
     for name, workflow in shipped_workflows().items():
         editor.clear()
         dialog = open_pack_templates(page)
@@ -106,6 +126,12 @@ def test_templates_open_readable_with_no_overlapping_nodes(editor):
         page.wait_for_function("(n) => app.graph.nodes.length === n", arg=len(workflow["nodes"]), timeout=20000)
         page.wait_for_timeout(1000)
         zooms[name] = editor.js("app.canvas.ds.scale")
+        if editor.js("app.canvas.low_quality"):
+            low_quality.append(name)
+        corner = editor.js("""() => { const ds = app.canvas.ds, n = app.graph.nodes, r = app.canvas.canvas.getBoundingClientRect();
+            const x = Math.min(...n.map((n) => n.boundingRect[0])), y = Math.min(...n.map((n) => n.boundingRect[1]));
+            return [(x + ds.offset[0]) * ds.scale, (y + ds.offset[1]) * ds.scale, r.width, r.height]; }""")
+        assert 0 <= corner[0] < corner[2] / 2 and 0 <= corner[1] < corner[3] / 2, (name, corner)  # the graph starts on screen
         editor.js("() => { app.canvas.ds.scale = 1; app.canvas.setDirty(true, true); }")  # no level-of-detail shrinking
         page.wait_for_timeout(800)
         boxes = editor.js(NODE_BOXES)
@@ -119,7 +145,8 @@ def test_templates_open_readable_with_no_overlapping_nodes(editor):
                     taller[kind] = max(taller.get(kind, 0), round(height))
     print(editor.mode, {name.split(" (")[0]: round(z, 3) for name, z in zooms.items()})
     assert not taller, f"Nodes 2.0 draws these nodes taller than NODES2_HEIGHTS in scripts/make_workflows.py: {taller}"
-    assert min(zooms.values()) >= 0.45, zooms
+    assert not low_quality, f"opened below the zoom at which the classic canvas draws text: {low_quality}"
+    assert min(zooms.values()) >= 0.6, zooms
 
 
 def test_the_missing_models_panel_offers_the_templates_download_links(editor):

@@ -140,7 +140,8 @@ def test_point_picker_adds_drags_and_deletes_points_and_saves_only_the_node_inpu
 
 
 def test_point_picker_is_active_only_for_point_segmentation(editor):
-    """Item 2: off the point task the points are kept (greyed out) and clicks add none."""
+    """Item 2: off the point task the points are kept (greyed out) and clicks add none; issue 27: so with task_name
+    set, which names the task that runs."""
     set_up_picker(editor)
     assert click(editor, (20, 15)) == [(20, 15)]
     editor.js("() => { const w = window.__perceive.widgets.find((w) => w.name === 'task'); w.value = 'depth'; w.callback?.('depth'); }")
@@ -152,6 +153,22 @@ def test_point_picker_is_active_only_for_point_segmentation(editor):
     editor.js("() => { const w = window.__perceive.widgets.find((w) => w.name === 'task'); w.value = 'point segmentation'; w.callback?.('point segmentation'); }")
     editor.page.wait_for_function("window.__perceive.diceptionPicker.el.root.dataset.enabled === 'true'", timeout=5000)
     assert click(editor, (70, 30)) == [(20, 15), (70, 30)]
+    # Issue 27: with task_name naming an adapter's task, that task runs: `task` is greyed out and relabelled (on
+    # the canvas, and as Nodes 2.0 draws it), and the picker takes no points; clearing task_name undoes both.
+    set_task_name = "(v) => { const w = window.__perceive.widgets.find((w) => w.name === 'task_name'); w.value = v; w.callback?.(v); }"
+    editor.js(set_task_name, "red objects")
+    editor.page.wait_for_function("window.__perceive.diceptionPicker.el.root.dataset.enabled === 'false'", timeout=5000)
+    task = editor.js("() => { const w = window.__perceive.widgets.find((w) => w.name === 'task'); return [!!w.disabled, w.label]; }")
+    assert task[0] and "red objects" in task[1], task
+    assert "red objects" in editor.js("window.__perceive.diceptionPicker.el.status.textContent")
+    if editor.mode == "nodes2":
+        task_row = editor.page.locator(f"[data-node-id='{editor.js('window.__perceive.id')}'] [data-widget-name='task']")
+        task_row.locator("[role=combobox][aria-disabled=true]").wait_for(timeout=5000)
+        assert "red objects" in task_row.inner_text(), task_row.inner_text()
+    assert click(editor, (40, 40)) == [(20, 15), (70, 30)]
+    editor.js(set_task_name, "")
+    editor.page.wait_for_function("window.__perceive.diceptionPicker.el.root.dataset.enabled === 'true'", timeout=5000)
+    assert editor.js("() => window.__perceive.widgets.find((w) => w.name === 'task').disabled") is False
 
 
 RUN_GRAPH = """() => {
@@ -274,6 +291,9 @@ REROUTE = """() => {
   window.__reroute = reroute;
 }"""
 
+FITS = """(e) => e.scrollWidth <= e.clientWidth + 1 && e.scrollHeight <= e.clientHeight + 1 && e.getBoundingClientRect().right
+    <= window.__perceive.diceptionPicker.el.root.getBoundingClientRect().right + 1"""
+
 
 def test_the_picker_shows_the_image_through_a_reroute_and_after_imagescale_once_run(editor):
     """Issue 19: the picker found the image only with Load Image wired straight in. Through a Reroute it shows Load
@@ -290,6 +310,9 @@ def test_the_picker_shows_the_image_through_a_reroute_and_after_imagescale_once_
         window.__load.connect(0, scale, 0); scale.connect(0, window.__perceive, window.__perceive.findInputSlot("image"));
         window.__scale = scale; }""")
     page.wait_for_function("() => /connect a Preview Image/.test(window.__perceive.diceptionPicker.why) && !window.__perceive.diceptionPicker.image()", timeout=5000)
+    # Issue 27: the hint wraps inside the picker (it was one canvas line, cut off at both ends).
+    hint = editor.page.locator(".diception-point-picker-hint").filter(has_text="connect a Preview Image")
+    assert hint.count() == 1 and hint.evaluate(FITS) and hint.evaluate("(e) => e.getClientRects()[0].height > 20"), hint.inner_text()
     size = editor.js("() => ['width', 'height'].map((n) => window.__scale.widgets.find((w) => w.name === n).value)")
     editor.js("""() => { const preview = LiteGraph.createNode("PreviewImage"); preview.pos = [420, 600]; app.graph.add(preview);
         window.__scale.connect(0, preview, 0); window.__preview = preview; }""")
@@ -317,5 +340,6 @@ def test_linked_points_make_the_picker_read_only(editor):
     editor.page.wait_for_function("window.__perceive.diceptionPicker.el.root.dataset.enabled === 'false'", timeout=5000)
     status = editor.js("window.__perceive.diceptionPicker.el.status.textContent")
     assert "linked" in status and "the run uses those" in status, status
+    assert editor.js(f"({FITS})(window.__perceive.diceptionPicker.el.status)"), status  # issue 27: wraps, not cut with "…"
     assert click(editor, (70, 30)) == [(20, 15)]
     assert click(editor, (20, 15), "Shift") == [(20, 15)]

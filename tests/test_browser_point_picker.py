@@ -1,7 +1,7 @@
 """The graph editor (legacy frontend bundled with the 2024-03 test engine) in headless Debian Chromium:
 the pack's nodes are registered, Perceive Task shows a point picker, clicks become points in the
 ``points`` widget (KJNodes JSON, image pixels), a drag moves one, shift-click and ctrl-click delete one, and
-the saved workflow holds exactly the node's inputs. Writes a screenshot of the picker (``POINT_PICKER_SCREENSHOT`` or the test's tmp folder)."""
+the saved workflow holds exactly the node's inputs; with `task_name` set, `task` is greyed out and relabelled. Writes a screenshot of the picker (``POINT_PICKER_SCREENSHOT`` or the test's tmp folder)."""
 
 import json
 import os
@@ -96,6 +96,16 @@ def test_point_picker_in_the_legacy_frontend(comfy, tmp_path):
         assert click(page, (10, 50), "Shift") == [(20, 15), (60, 45)]
         assert click(page, (60, 45), "Control") == [(20, 15)]
         assert click(page, (70, 30)) == [(20, 15), (70, 30)]
+
+        # Issue 27: task_name naming an adapter's task greys out and relabels `task`; the picker stops taking points.
+        page.evaluate("() => { const w = window.__perceive.widgets.find((w) => w.name === 'task_name'); w.value = 'red objects'; w.callback?.(w.value); }")
+        page.wait_for_function("window.__perceive.diceptionPicker.el.root.dataset.enabled === 'false'", timeout=5000)
+        task = page.evaluate("() => { const w = window.__perceive.widgets.find((w) => w.name === 'task'); return [!!w.disabled, w.label]; }")
+        assert task[0] and "red objects" in task[1], task
+        assert click(page, (10, 50)) == [(20, 15), (70, 30)]
+        page.evaluate("() => { const w = window.__perceive.widgets.find((w) => w.name === 'task_name'); w.value = ''; w.callback?.(w.value); }")
+        page.wait_for_function("window.__perceive.diceptionPicker.el.root.dataset.enabled === 'true'", timeout=5000)
+        assert page.evaluate("() => window.__perceive.widgets.find((w) => w.name === 'task').disabled") is False
 
         # Saved with the workflow: exactly the node's inputs (issue 11 item 7), none of the picker's.
         saved = page.evaluate("JSON.stringify(app.graph.serialize())")

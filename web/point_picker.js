@@ -123,7 +123,9 @@ function makeElement() {
     minHeight: `${HEIGHT - 20}px`, boxSizing: "border-box", gap: "2px" });
   // The canvas, and over it the hint shown while there is no image: text that wraps within the picker's width.
   const view = document.createElement("div");
-  Object.assign(view.style, { position: "relative", flex: "1 1 auto", minHeight: "0", width: "100%" });
+  // Its height also where the page lays the picker out as a block (the legacy page drops the flex display).
+  Object.assign(view.style, { position: "relative", flex: "1 1 auto", minHeight: "0", width: "100%",
+    height: `calc(100% - ${BAR}px)` });
   const canvas = document.createElement("canvas");
   Object.assign(canvas.style, { position: "absolute", inset: "0", width: "100%", height: "100%", background: "#111",
     borderRadius: "4px", cursor: "crosshair", touchAction: "none" });
