@@ -125,7 +125,7 @@ class PerceiveTask:
                 "resolution": ("INT", {"default": 768, "min": 64, "max": 2048, "step": 16, "tooltip": "the image is resized to resolution x resolution (DICEPTION was trained at 768)"}),
             },
             "optional": {
-                "point_order": (list(POINT_ORDERS), {"default": "yx (training data)", "tooltip": "slot order of point coordinates; the official code disagrees with itself (see README)"}),
+                "point_order": (list(POINT_ORDERS), {"default": "yx (training data)", "tooltip": "slot order of point coordinates; the official code disagrees with itself (see docs/diception.md)"}),
                 "batch_size": ("INT", {"default": 4, "min": 1, "max": 64, "tooltip": "images per transformer / VAE call: larger is faster per image and needs more memory; the answers do not depend on it"}),
                 "task_name": ("STRING", {"default": "", "tooltip": "a task taught with Train / Load DICEPTION Adapter, by its name (overrides task); empty: the task above"}),
             },

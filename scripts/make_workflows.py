@@ -130,7 +130,7 @@ TITLES = {
 # ``properties.models`` and the workflow's ``models`` ({"name", "url", "directory"}), which the Missing Models panel
 # of current ComfyUI (frontend 1.58.1: missingModelScan / missingModelMetadata) reads for a missing file chosen in a
 # widget; without them it shows no source. Only files (.pth, .safetensors, ...) are scanned: the SD3-medium base is
-# a diffusers folder and has no single link (README, "Where the weights go"). URLs: the official repositories' READMEs
+# a diffusers folder and has no single link (docs/weights.md, "Where the weights go"). URLs: the official repositories' READMEs
 # (SAM: facebookresearch/segment-anything; DICEPTION: aim-uofa/Diception's Hugging Face model repository).
 MODEL_FILES = {
     "DICEPTION_v1.pth": {"url": "https://huggingface.co/Canyu/DICEPTION/resolve/main/DICEPTION_v1.pth", "directory": "diception"},
