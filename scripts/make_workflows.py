@@ -146,10 +146,10 @@ def ui_path(name: str) -> Path:
 WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN")
 # Node boxes as the graph editor draws them. Classic canvas (LiteGraph): the title bar (30 px) sits ABOVE ``pos``;
 # each slot row is 20 px, each widget about 24 px; image previews (Load Image, Save Image) and the point picker
-# need room below. ``size`` is saved for this mode.
+# need room below, as does the line where Save DICEPTION Adapter shows what it wrote. ``size`` is saved for this mode.
 TITLE_HEIGHT, SLOT_HEIGHT, WIDGET_HEIGHT, GAP = 30, 20, 24, 40
 NODE_WIDTH = 330
-ROOM_BELOW = {"LoadImage": 280, "SaveImage": 260, "PreviewImage": 260, "DiceptionPerceiveTask": 240}
+ROOM_BELOW = {"LoadImage": 280, "SaveImage": 260, "PreviewImage": 260, "DiceptionPerceiveTask": 240, "DiceptionSaveAdapter": 40}
 # "Nodes 2.0" (frontend 1.58.1, setting Comfy.VueNodes.Enabled) draws each node as a component sized by its content,
 # title bar included, whatever ``size`` says: taller than the classic box. Heights measured in Chromium at zoom 1
 # (tests/test_browser_current_frontend.py measures every template node again and fails when one outgrows this
@@ -160,7 +160,7 @@ NODES2_HEIGHTS = {
     "DiceptionRGBToMasks": 220, "DiceptionSaveDepth": 152,
     "PersamSamLoader": 140, "PersamReference": 312, "PersamSegment": 300, "PersamDreamBoothMask": 240,
     "PersamSaveDreamBoothDataset": 236,
-    "DiceptionLoadExamples": 144, "DiceptionTrainAdapter": 416, "DiceptionSaveAdapter": 124,
+    "DiceptionLoadExamples": 144, "DiceptionTrainAdapter": 416, "DiceptionSaveAdapter": 172,
 }
 # The template browser fits a template to the window (3/4 of it, frontend 1.58.1), and the classic canvas draws no
 # text below about 0.6 zoom: in a 1280×800 window a template of FIT_COLUMNS columns and STACK_HEIGHT px opens at

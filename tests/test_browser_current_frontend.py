@@ -199,3 +199,20 @@ def test_template_cards_show_their_pictures(editor):
     assert editor.template_pictures == set(shipped_workflows()), editor.template_pictures
     for name, (src, width, height) in pictures.items():
         assert "default-template" not in src and (width, height) == (512, 512), (name, src, width, height)
+
+
+def test_save_adapter_shows_where_it_wrote(editor):
+    """Issue 27: Save DICEPTION Adapter reports the file it wrote in its UI output ({"text": [path]}), which the
+    graph editor does not show for a pack's node; web/saved_path.js shows it on the node, and saves none of it."""
+    page = editor.page
+    editor.clear()
+    editor.js("""() => { const node = LiteGraph.createNode("DiceptionSaveAdapter"); node.pos = [100, 100]; app.graph.add(node);
+        app.canvas.ds.scale = 1; app.canvas.ds.offset = [0, 0]; window.__save = node; app.canvas.setDirty(true, true); }""")
+    line = page.locator(".diception-saved-path").last
+    line.wait_for(timeout=10000)
+    # What the server's "executed" message hands the node (app.js calls onExecuted with its output).
+    editor.js("() => window.__save.onExecuted({ text: ['loras/diception/red_objects_00001.safetensors'] })")
+    page.wait_for_function("(e) => e.textContent.includes('red_objects_00001.safetensors')", arg=line.element_handle(), timeout=5000)
+    assert line.is_visible() and line.evaluate("(e) => e.scrollWidth <= e.clientWidth + 1"), line.inner_text()
+    saved = editor.js("() => JSON.parse(JSON.stringify(app.graph.serialize())).nodes.find((n) => n.type === 'DiceptionSaveAdapter')")
+    assert saved["widgets_values"] == ["highlight"], saved["widgets_values"]

@@ -113,6 +113,12 @@ def test_point_picker_in_the_legacy_frontend(comfy, tmp_path):
         assert node["widgets_values"] == ["point segmentation", "none", '[{"x":20,"y":15},{"x":70,"y":30}]', 28, 2, 0,
                                           "randomize", 768, "yx (training data)", 4, ""]
 
+        # Issue 27: the line where Save DICEPTION Adapter shows what it wrote (web/saved_path.js) is not saved either.
+        saved = page.evaluate("""() => { const node = LiteGraph.createNode("DiceptionSaveAdapter"); app.graph.add(node);
+            node.onExecuted({ text: ['loras/diception/x_00001.safetensors'] });
+            return [node.diceptionSavedPath.textContent, JSON.parse(JSON.stringify(node.serialize())).widgets_values]; }""")
+        assert "x_00001.safetensors" in saved[0] and saved[1] == ["highlight"], saved
+
         shot = Path(os.environ.get("POINT_PICKER_SCREENSHOT", tmp_path / "point_picker.png"))
         bounds = page.evaluate("""() => { const r = window.__perceive.diceptionPicker.el.root.getBoundingClientRect();
             return [r.left, r.top, r.width, r.height]; }""")
