@@ -2,7 +2,8 @@
 tests/current_frontend.py): search finds the pack's nodes; every template loads from the template browser with
 its widget values and no missing-node warning, and shows its picture; templates open with no overlapping node
 boxes in either mode at a readable zoom, listed in title order, with their model download links in the Missing
-Models panel. The point picker's tests are in tests/test_browser_current_point_picker.py.
+Models panel; search words find the adapter nodes; Save DICEPTION Adapter shows the file it wrote. The point
+picker's tests (and Perceive Task's task_name display) are in tests/test_browser_current_point_picker.py.
 """
 
 import itertools
