@@ -19,6 +19,7 @@ DATA = bytes(range(256)) * 12288  # 3 MiB: several 1 MiB chunks
 REPO, GATED = "Canyu/DICEPTION", "stabilityai/stable-diffusion-3-medium"
 
 
+
 @pytest.fixture
 def hub(monkeypatch):
     from stand_in_hub import StandIn
@@ -124,6 +125,10 @@ def test_no_network_and_a_stalled_server_fail_within_seconds_naming_file_url_and
     message = str(failure.value)
     assert f"{closed}/{REPO}/resolve/main/clip_l.safetensors" in message and "clip_l.safetensors" in message
     assert str(tmp_path) in message and "network" in message and not (tmp_path / "clip_l.safetensors").exists()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # offline by choice: no attempt at all, the same advice
+    with pytest.raises(wd.DownloadError, match="HF_HUB_OFFLINE is set") as failure:
+        wd.download(hub_file("clip_l.safetensors"), tmp_path)
+    assert "huggingface.co/Canyu/DICEPTION/resolve/main/clip_l.safetensors" in str(failure.value)
 
 
 def free_port() -> int:
@@ -162,15 +167,37 @@ def test_a_download_killed_mid_way_resumes_where_it_stopped(hub, tmp_path):
     process.wait()
     kept = partial.stat().st_size
     assert 0 < kept < len(DATA) and not (tmp_path / "DICEPTION_v1.pth").exists()
+    assert (tmp_path / ".DICEPTION_v1.pth.lock").exists()  # the killed process's lock file stays: it must not block
     hub.rate = None
     assert wd.download(hub_file(), tmp_path).read_bytes() == DATA
-    first, second = hub.bodies(storage)[-2:]
-    assert second == (f"bytes={kept}-", len(DATA) - kept)  # only the rest was fetched
+    # only the rest was fetched (the killed transfer's log entry may land after it: the stand-in logs when sending ends)
+    bodies = hub.bodies(storage)
+    assert [b for b in bodies if b[0]] == [(f"bytes={kept}-", len(DATA) - kept)]
+    assert not any(sent == len(DATA) for _, sent in bodies)  # never the whole file again
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "hf_home") == ["DICEPTION_v1.pth"]
+
+
+def test_an_interrupt_in_the_progress_callback_stops_the_download_and_keeps_it_for_resuming(hub, tmp_path):
+    storage = hub.add_hub(REPO, "DICEPTION_v1.pth", DATA)
+
+    class Interrupted(Exception):
+        pass
+
+    def interrupt(done, total):
+        if done >= 1 << 20:
+            raise Interrupted  # what ComfyUI's interrupt check raises from the node's progress bar
+
+    with pytest.raises(Interrupted):
+        wd.download(hub_file(), tmp_path, progress=interrupt)
+    kept = wd.partial_path(tmp_path, "DICEPTION_v1.pth").stat().st_size
+    assert kept == 1 << 20 and not (tmp_path / "DICEPTION_v1.pth").exists()
+    assert wd.download(hub_file(), tmp_path).read_bytes() == DATA
+    assert hub.bodies(storage)[-1] == (f"bytes={kept}-", len(DATA) - kept)
 
 
 def test_two_processes_asking_for_one_file_download_it_once(hub, tmp_path):
     storage = hub.add_hub(REPO, "DICEPTION_v1.pth", DATA)
-    hub.rate = 4 << 20
+    hub.rate = 3 << 19  # 1.5 MiB/s: 2 s, so the two processes overlap
     processes = [child(hub, tmp_path), child(hub, tmp_path)]
     outputs = [p.communicate(timeout=120) for p in processes]
     assert [p.returncode for p in processes] == [0, 0], outputs
