@@ -215,3 +215,10 @@ def test_the_registry_names_real_files_with_verified_pins():
     assert wd.KNOWN_FILES["clip_g.safetensors"].public_url.endswith("stable-diffusion-3-medium/resolve/main/text_encoders/clip_g.safetensors")
     assert all(k.gated == (k.repo == GATED) for k in wd.KNOWN_FILES.values())
     assert all(len(k.sha256) == 64 for k in wd.KNOWN_FILES.values() if k.sha256)
+
+
+def test_docs_list_every_known_file_with_its_folder_and_link():
+    table = (ROOT / wd.DOCS).read_text()
+    for known in wd.KNOWN_FILES.values():
+        assert f"| `{known.name}` | `models/{known.folder}` | [" in table and f"]({known.public_url})" in table, known.name
+        assert (f"| {known.size:,} |" if known.size else "| from the hub |") in table.split(f"`{known.name}`")[1].split("\n")[0]
