@@ -85,15 +85,28 @@ class LoadDiception:
             },
         }
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, base_model, checkpoint, clip_l="auto", clip_g="auto", t5xxl="auto"):
+        """The files' own check: a listed file, or a known one that is absent (downloaded when the node runs)."""
+        inputs = cls.INPUT_TYPES()
+        required, optional = inputs["required"], inputs["optional"]
+        checks = [
+            model_downloads.validate("base_model", base_model, required["base_model"][0], "checkpoints", model_folders.SINGLE_FILE_PREFIX),
+            model_downloads.validate("checkpoint", checkpoint, required["checkpoint"][0], "diception"),
+        ] + [model_downloads.validate(kind, value, optional[kind][0], "text_encoders")
+             for kind, value in (("clip_l", clip_l), ("clip_g", clip_g), ("t5xxl", t5xxl))]
+        return next((c for c in checks if c is not True), True)
+
     def load(self, base_model, checkpoint, dtype, clip_l="auto", clip_g="auto", t5xxl="auto", download=True):
         from ..models.diception import load_pipeline  # diffusers: imported when the node first runs, not at start-up
 
         chosen = {"clip_l": clip_l, "clip_g": clip_g, "t5xxl": t5xxl}
+        base_model = model_downloads.plain(base_model)
         base = (model_downloads.fetch("checkpoints", base_model[len(model_folders.SINGLE_FILE_PREFIX):], download, "base_model")
                 if base_model.startswith(model_folders.SINGLE_FILE_PREFIX) else model_folders.find_base(base_model))
         checkpoint = model_downloads.fetch("diception", checkpoint, download, "checkpoint")
         encoders = {k: model_downloads.fetch("text_encoders", v, download, k, find=model_folders.find_text_encoder)
-                    for k, v in chosen.items() if v != "auto"}
+                    for k, v in chosen.items() if v != "auto"}  # (download)-marked names: plain() inside fetch
         pipeline = load_pipeline(
             base,
             checkpoint,

@@ -26,10 +26,34 @@ DOWNLOAD_INPUT = ("BOOLEAN", {
 log = logging.getLogger(__name__)
 
 
+MARK = " (download)"  # an absent known file in a loader's list: "sam_vit_h_4b8939.pth (download)"
+
+
 def with_known(files: list, folder: str, prefix: str = "") -> list:
-    """The files on disk, then the known files of ``folder`` that are absent (they are downloaded when chosen)."""
+    """The files on disk, then each known file of ``folder`` that is absent, marked " (download)". The mark keeps the
+    plain name out of the list while the file is absent, so that the frontend's Missing Models panel, which reports a
+    widget value that is not in the list, still reports a template's absent file (with its link); the loader accepts
+    the plain name too (``validate``) and downloads it."""
     names = set(files)
-    return files + [prefix + n for n in weights_download.known_in(folder) if prefix + n not in names]
+    return files + [prefix + n + MARK for n in weights_download.known_in(folder) if prefix + n not in names]
+
+
+def plain(value: str) -> str:
+    return value[: -len(MARK)] if value.endswith(MARK) else value
+
+
+def validate(input_name: str, value, options: list, folder: str, prefix: str = ""):
+    """ComfyUI's check of a loader's file input (``VALIDATE_INPUTS``, which replaces its "value not in list" check):
+    a listed value, or the plain name of a known file of ``folder`` (absent: downloaded when the node runs)."""
+    if not isinstance(value, str) or value in options:
+        return True  # not a plain value (a link): checked when the node runs
+    name = plain(value)
+    if name.startswith(prefix) and weights_download.KNOWN_FILES.get(name[len(prefix):], None) is not None \
+            and weights_download.KNOWN_FILES[name[len(prefix):]].folder == folder:
+        return True
+    shown = ", ".join(repr(o) for o in options[:12]) + (", ..." if len(options) > 12 else "")
+    return (f"{input_name}: {value!r} is neither a file in the {folder} model folders nor a file the pack can download; "
+            f"expected one of {shown or 'nothing (the folder is empty)'}")
 
 
 def download_folder(folder: str) -> str:
@@ -54,6 +78,7 @@ class ProgressBar:
 def fetch(folder: str, name: str, download: bool, input_name: str, find=None) -> str:
     """The full path of ``name`` in the model folder ``folder`` (looked up by ``find(name)``, by default
     ``model_folders.find``); downloaded first when absent, known and allowed."""
+    name = plain(name)
     try:
         return find(name) if find else model_folders.find(folder, name)
     except FileNotFoundError as missing:

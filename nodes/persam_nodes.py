@@ -48,6 +48,11 @@ class SamLoader:
             "optional": {"download": model_downloads.DOWNLOAD_INPUT},
         }
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, checkpoint):
+        """A listed file, or a known one that is absent (downloaded when the node runs)."""
+        return model_downloads.validate("checkpoint", checkpoint, cls.INPUT_TYPES()["required"]["checkpoint"][0], "sams")
+
     def load(self, checkpoint, download=True):
         from ..models.persam import load_sam  # segment_anything: imported when a node first runs, not at start-up
 

@@ -163,9 +163,9 @@ ROOM_BELOW = {"LoadImage": 280, "SaveImage": 260, "PreviewImage": 260, "Diceptio
 # table, printing the new figures). A node not measured yet is given NODES2_GUESS, a generous estimate.
 NODES2_HEIGHTS = {
     "LoadImage": 408, "SaveImage": 344, "PreviewImage": 344, "MaskToImage": 64,
-    "DiceptionLoad": 280, "DiceptionPerceiveTask": 680, "DiceptionRGBToDepth": 288, "DiceptionRGBToNormal": 116,
+    "DiceptionLoad": 308, "DiceptionPerceiveTask": 680, "DiceptionRGBToDepth": 288, "DiceptionRGBToNormal": 116,
     "DiceptionRGBToMasks": 220, "DiceptionSaveDepth": 152,
-    "PersamSamLoader": 140, "PersamReference": 312, "PersamSegment": 300, "PersamDreamBoothMask": 240,
+    "PersamSamLoader": 168, "PersamReference": 312, "PersamSegment": 300, "PersamDreamBoothMask": 240,
     "PersamSaveDreamBoothDataset": 236,
     "DiceptionLoadExamples": 144, "DiceptionTrainAdapter": 416, "DiceptionSaveAdapter": 124,
 }
