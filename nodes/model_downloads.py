@@ -45,15 +45,15 @@ def plain(value: str) -> str:
 def validate(input_name: str, value, options: list, folder: str, prefix: str = ""):
     """ComfyUI's check of a loader's file input (``VALIDATE_INPUTS``, which replaces its "value not in list" check):
     a listed value, or the plain name of a known file of ``folder`` (absent: downloaded when the node runs)."""
-    if not isinstance(value, str) or value in options:
-        return True  # not a plain value (a link): checked when the node runs
-    name = plain(value)
-    if name.startswith(prefix) and weights_download.KNOWN_FILES.get(name[len(prefix):], None) is not None \
-            and weights_download.KNOWN_FILES[name[len(prefix):]].folder == folder:
+    if value is None or value in options:
+        return True  # None: a link, whose value is checked when the node runs
+    name = plain(value) if isinstance(value, str) else None
+    known = weights_download.KNOWN_FILES.get(name[len(prefix):]) if name and name.startswith(prefix) else None
+    if known is not None and known.folder == folder:
         return True
     shown = ", ".join(repr(o) for o in options[:12]) + (", ..." if len(options) > 12 else "")
-    return (f"{input_name}: {value!r} is neither a file in the {folder} model folders nor a file the pack can download; "
-            f"expected one of {shown or 'nothing (the folder is empty)'}")
+    return (f"{input_name}: {value!r} is neither on disk nor a file the pack can download into models/{folder}; "
+            f"expected one of {shown or 'nothing (no file found)'}")
 
 
 def download_folder(folder: str) -> str:
