@@ -5,7 +5,7 @@ import logging
 import torch
 
 from ..models.diception import COCO_CATEGORIES, POINT_TASK, TASK_PROMPTS, parse_batch_points
-from . import comfy_adapter, model_folders, text_encoder_device
+from . import comfy_adapter, model_downloads, model_folders, text_encoder_device
 
 DTYPES = {"auto": None, "bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 POINT_ORDERS = {"yx (training data)": "yx", "xy (official inference.py)": "xy"}
@@ -56,7 +56,8 @@ class LoadDiception:
         "in models/checkpoints) with the DICEPTION "
         "checkpoint (DICEPTION_v1.pth or .safetensors in models/diception). Text encoders (CLIP-L, CLIP-G, T5-XXL: the "
         "base model's own, or ComfyUI's separate files in models/text_encoders) are loaded only "
-        "when a task prompt is not yet in the prompt cache."
+        "when a task prompt is not yet in the prompt cache. A listed file that is absent is downloaded on first use "
+        "(download; SD3-medium needs an accepted licence and HF_TOKEN, see docs/weights.md)."
     )
     CATEGORY = "DICEPTION"
     FUNCTION = "load"
@@ -69,30 +70,51 @@ class LoadDiception:
         return {
             "required": {
                 "base_model": (
-                    model_folders.diffusers_folders("diception") + model_folders.sd3_single_files(),
+                    model_downloads.with_known(model_folders.diffusers_folders("diception") + model_folders.sd3_single_files(),
+                                               "checkpoints", model_folders.SINGLE_FILE_PREFIX),
                     {"tooltip": "SD3-medium: a diffusers folder under models/diception, or an sd3_medium*.safetensors single file from models/checkpoints"},
                 ),
-                "checkpoint": (model_folders.weight_files("diception"), {"tooltip": "DICEPTION_v1.pth or its .safetensors conversion"}),
+                "checkpoint": (model_downloads.with_known(model_folders.weight_files("diception"), "diception"), {"tooltip": "DICEPTION_v1.pth or its .safetensors conversion"}),
                 "dtype": (list(DTYPES), {"default": "auto", "tooltip": "auto: bf16 on GPUs that support it, else fp16; fp32 on CPU"}),
             },
             "optional": {
-                kind: (["auto"] + model_folders.text_encoder_files(), {"default": "auto", "tooltip": tip})
-                for kind, tip in TEXT_ENCODER_TIPS.items()
+                **{kind: (["auto"] + model_downloads.with_known(model_folders.text_encoder_files(), "text_encoders"),
+                          {"default": "auto", "tooltip": tip})
+                   for kind, tip in TEXT_ENCODER_TIPS.items()},
+                "download": model_downloads.DOWNLOAD_INPUT,
             },
         }
 
-    def load(self, base_model, checkpoint, dtype, clip_l="auto", clip_g="auto", t5xxl="auto"):
+    @classmethod
+    def VALIDATE_INPUTS(cls, base_model, checkpoint, clip_l="auto", clip_g="auto", t5xxl="auto"):
+        """The files' own check: a listed file, or a known one that is absent (downloaded when the node runs)."""
+        inputs = cls.INPUT_TYPES()
+        required, optional = inputs["required"], inputs["optional"]
+        checks = [
+            model_downloads.validate("base_model", base_model, required["base_model"][0], "checkpoints", model_folders.SINGLE_FILE_PREFIX),
+            model_downloads.validate("checkpoint", checkpoint, required["checkpoint"][0], "diception"),
+        ] + [model_downloads.validate(kind, value, optional[kind][0], "text_encoders")
+             for kind, value in (("clip_l", clip_l), ("clip_g", clip_g), ("t5xxl", t5xxl))]
+        return next((c for c in checks if c is not True), True)
+
+    def load(self, base_model, checkpoint, dtype, clip_l="auto", clip_g="auto", t5xxl="auto", download=True):
         from ..models.diception import load_pipeline  # diffusers: imported when the node first runs, not at start-up
 
         chosen = {"clip_l": clip_l, "clip_g": clip_g, "t5xxl": t5xxl}
+        base_model = model_downloads.plain(base_model)
+        base = (model_downloads.fetch("checkpoints", base_model[len(model_folders.SINGLE_FILE_PREFIX):], download, "base_model")
+                if base_model.startswith(model_folders.SINGLE_FILE_PREFIX) else model_folders.find_base(base_model))
+        checkpoint = model_downloads.fetch("diception", checkpoint, download, "checkpoint")
+        encoders = {k: model_downloads.fetch("text_encoders", v, download, k, find=model_folders.find_text_encoder)
+                    for k, v in chosen.items() if v != "auto"}  # (download)-marked names: plain() inside fetch
         pipeline = load_pipeline(
-            model_folders.find_base(base_model),
-            model_folders.find("diception", checkpoint),
+            base,
+            checkpoint,
             DTYPES[dtype] or comfy_adapter.auto_dtype(),
             model_folders.prompt_cache_root(),
             tokenizer_dirs=model_folders.single_file_tokenizers(comfy_adapter.tokenizer_dirs()),
             configs=model_folders.single_file_configs(),
-            text_encoders={k: model_folders.find_text_encoder(v) for k, v in chosen.items() if v != "auto"},
+            text_encoders=encoders,
             text_encoder_candidates=model_folders.text_encoder_paths(),
         )
         return (DiceptionModel(pipeline),)

@@ -5,7 +5,7 @@ import logging
 
 import torch
 
-from . import comfy_adapter, model_folders
+from . import comfy_adapter, model_downloads, model_folders
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,10 @@ class PersamReference:
 
 
 class SamLoader:
-    DESCRIPTION = "Loads a Segment Anything checkpoint (vit_b / vit_l / vit_h, .pth or .safetensors) from models/sams."
+    DESCRIPTION = (
+        "Loads a Segment Anything checkpoint (vit_b / vit_l / vit_h, .pth or .safetensors) from models/sams; Meta's "
+        "three checkpoints are listed even while absent and downloaded on first use (download)."
+    )
     CATEGORY = "PerSAM"
     FUNCTION = "load"
     RETURN_TYPES = ("PERSAM_SAM",)
@@ -39,12 +42,21 @@ class SamLoader:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"checkpoint": (model_folders.weight_files("sams"), {"tooltip": "e.g. sam_vit_h_4b8939.pth in models/sams"})}}
+        return {
+            "required": {"checkpoint": (model_downloads.with_known(model_folders.weight_files("sams"), "sams"),
+                                        {"tooltip": "e.g. sam_vit_h_4b8939.pth in models/sams"})},
+            "optional": {"download": model_downloads.DOWNLOAD_INPUT},
+        }
 
-    def load(self, checkpoint):
+    @classmethod
+    def VALIDATE_INPUTS(cls, checkpoint):
+        """A listed file, or a known one that is absent (downloaded when the node runs)."""
+        return model_downloads.validate("checkpoint", checkpoint, cls.INPUT_TYPES()["required"]["checkpoint"][0], "sams")
+
+    def load(self, checkpoint, download=True):
         from ..models.persam import load_sam  # segment_anything: imported when a node first runs, not at start-up
 
-        return (SamModel(load_sam(model_folders.find("sams", checkpoint))),)
+        return (SamModel(load_sam(model_downloads.fetch("sams", checkpoint, download, "checkpoint"))),)
 
 
 def parse_box(text: str, width: int, height: int):

@@ -14,6 +14,7 @@ An error is a ``ValueError`` naming the node, the input, what was expected and w
 """
 
 import functools
+import inspect
 import math
 
 import torch
@@ -98,9 +99,16 @@ def check_tensor(name: str, kind: str, value) -> None:
 
 
 def check_inputs(node_class, kwargs: dict) -> None:
-    """Check every input a node call receives against the node's ``INPUT_TYPES()``."""
+    """Check every input a node call receives against the node's ``INPUT_TYPES()``; a choice input that the node's
+    ``VALIDATE_INPUTS`` takes (as in ComfyUI: e.g. a loader accepting a known file that is not listed yet) is checked
+    by that instead of its list."""
     declared = node_class.INPUT_TYPES()
     as_list = getattr(node_class, "INPUT_IS_LIST", False)
+    own = set(inspect.getfullargspec(node_class.VALIDATE_INPUTS).args) if hasattr(node_class, "VALIDATE_INPUTS") else set()
+    if own:
+        verdict = node_class.VALIDATE_INPUTS(**{k: v for k, v in kwargs.items() if k in own})
+        if verdict is not True:
+            raise InputError(str(verdict))
     for section in ("required", "optional"):
         for name, spec in declared.get(section, {}).items():
             if name not in kwargs:
@@ -113,7 +121,8 @@ def check_inputs(node_class, kwargs: dict) -> None:
                     if section == "optional" and not _is_widget(kind):
                         continue  # an optional link left unconnected
                     raise InputError(f"{name}: expected {_expected(kind, options)}, got nothing (None)")
-                check_value(name, kind, options, value)
+                if not (name in own and isinstance(kind, (list, tuple))):
+                    check_value(name, kind, options, value)
 
 
 def _is_widget(kind) -> bool:

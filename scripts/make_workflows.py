@@ -13,9 +13,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from models.weights_download import KNOWN_FILES, model_list_entry  # noqa: E402
 from scripts.test_engine import TestEngine  # noqa: E402
 
-DICE = {"class_type": "DiceptionLoad", "inputs": {"base_model": "stable-diffusion-3-medium-diffusers", "checkpoint": "DICEPTION_v1.pth", "dtype": "auto", "clip_l": "auto", "clip_g": "auto", "t5xxl": "auto"}}
+# SD3-medium as ComfyUI's single file with its separate text encoders (what ComfyUI's own SD3 templates use): files
+# the Missing Models panel lists, shared with ComfyUI's loaders (MODEL_FILES below)
+SD3_FILES = {"base_model": "checkpoints/sd3_medium.safetensors", "clip_l": "clip_l.safetensors",
+             "clip_g": "clip_g.safetensors", "t5xxl": "t5xxl_fp16.safetensors"}
+DICE = {"class_type": "DiceptionLoad", "inputs": {**SD3_FILES, "checkpoint": "DICEPTION_v1.pth", "dtype": "auto"}}
 SAM = {"class_type": "PersamSamLoader", "inputs": {"checkpoint": "sam_vit_h_4b8939.pth"}}
 
 
@@ -126,15 +131,17 @@ TITLES = {
 }
 
 
-# Download links of the model files the templates name, in the graph editor's format: a node's
-# ``properties.models`` and the workflow's ``models`` ({"name", "url", "directory"}), which the Missing Models panel
-# of current ComfyUI (frontend 1.58.1: missingModelScan / missingModelMetadata) reads for a missing file chosen in a
-# widget; without them it shows no source. Only files (.pth, .safetensors, ...) are scanned: the SD3-medium base is
-# a diffusers folder and has no single link (docs/weights.md, "Where the weights go"). URLs: the official repositories' READMEs
-# (SAM: facebookresearch/segment-anything; DICEPTION: aim-uofa/Diception's Hugging Face model repository).
+# Every model file a template needs, with its download link, in the graph editor's format: a node's
+# ``properties.models`` and the workflow's ``models`` ({"name", "url", "directory"}, plus "hash"/"hash_type" where the
+# sha256 is pinned), which the Missing Models panel of current ComfyUI (frontend 1.58.1: missingModelScan /
+# missingModelMetadata) reads for a missing file chosen in a widget; ``name`` must equal the widget's value. The panel
+# scans only widget values that are file names, so the templates name SD3-medium as ComfyUI's single file
+# (checkpoints/sd3_medium.safetensors) with its three text encoders, not as a diffusers folder. Its Download button
+# takes only Hugging Face and Civitai links (SAM's Meta link gets "Copy URL") and cannot pass a licence gate: the
+# loaders' own ``download`` fetches every one of them (models/weights_download.py, docs/weights.md).
 MODEL_FILES = {
-    "DICEPTION_v1.pth": {"url": "https://huggingface.co/Canyu/DICEPTION/resolve/main/DICEPTION_v1.pth", "directory": "diception"},
-    "sam_vit_h_4b8939.pth": {"url": "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_h_4b8939.pth", "directory": "sams"},
+    value: model_list_entry(KNOWN_FILES[value.rsplit("/", 1)[-1]], name=value)
+    for value in list(SD3_FILES.values()) + [DICE["inputs"]["checkpoint"], SAM["inputs"]["checkpoint"]]
 }
 
 
@@ -156,9 +163,9 @@ ROOM_BELOW = {"LoadImage": 280, "SaveImage": 260, "PreviewImage": 260, "Diceptio
 # table, printing the new figures). A node not measured yet is given NODES2_GUESS, a generous estimate.
 NODES2_HEIGHTS = {
     "LoadImage": 408, "SaveImage": 344, "PreviewImage": 344, "MaskToImage": 64,
-    "DiceptionLoad": 280, "DiceptionPerceiveTask": 680, "DiceptionRGBToDepth": 288, "DiceptionRGBToNormal": 116,
+    "DiceptionLoad": 308, "DiceptionPerceiveTask": 680, "DiceptionRGBToDepth": 288, "DiceptionRGBToNormal": 116,
     "DiceptionRGBToMasks": 220, "DiceptionSaveDepth": 152,
-    "PersamSamLoader": 140, "PersamReference": 312, "PersamSegment": 300, "PersamDreamBoothMask": 240,
+    "PersamSamLoader": 168, "PersamReference": 312, "PersamSegment": 300, "PersamDreamBoothMask": 240,
     "PersamSaveDreamBoothDataset": 236,
     "DiceptionLoadExamples": 144, "DiceptionTrainAdapter": 416, "DiceptionSaveAdapter": 172,
 }

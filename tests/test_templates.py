@@ -67,4 +67,9 @@ def test_templates_use_no_deprecated_node_and_name_their_model_downloads(comfy):
             assert sorted(m["name"] for m in node["properties"].get("models", [])) == sorted(files), (name, node["type"])
         for model in workflow["models"]:
             assert model == {"name": model["name"], **MODEL_FILES[model["name"]]}
-            assert re.fullmatch(r"https://[^ ]+/" + re.escape(model["name"]), model["url"]) and model["directory"] in ("diception", "sams")
+            file = model["name"].rsplit("/", 1)[-1]  # checkpoints/sd3_medium.safetensors: a file of models/checkpoints
+            assert re.fullmatch(r"https://[^ ]+/" + re.escape(file), model["url"])
+            assert model["directory"] in ("diception", "sams", "checkpoints", "text_encoders")
+        if any(n["type"] == "DiceptionLoad" for n in workflow["nodes"]):  # SD3-medium and its encoders are listed too
+            assert {"checkpoints/sd3_medium.safetensors", "clip_l.safetensors", "clip_g.safetensors",
+                    "t5xxl_fp16.safetensors", "DICEPTION_v1.pth"} <= {m["name"] for m in workflow["models"]}, name

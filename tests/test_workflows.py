@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NAMES = sorted(p.stem for p in (ROOT / "workflows" / "api").glob("*.json"))
 TINY = [
     "DiceptionLoad.base_model=tiny_sd3", "DiceptionLoad.checkpoint=diception_tiny.safetensors", "DiceptionLoad.dtype=fp32",
+    "DiceptionLoad.clip_l=auto", "DiceptionLoad.clip_g=auto", "DiceptionLoad.t5xxl=auto",
     "DiceptionPerceiveTask.resolution=64", "DiceptionPerceiveTask.steps=2", "PersamSamLoader.checkpoint=tiny_sam.pth",
     "PersamReference.iterations=20", "DiceptionTrainAdapter.steps=2", "DiceptionTrainAdapter.rank=4",
     "DiceptionTrainAdapter.resolution=64",
