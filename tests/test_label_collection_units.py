@@ -4,8 +4,10 @@ pack's nodes or engine imports ray."""
 
 import asyncio
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -193,3 +195,32 @@ def test_nodes_and_engine_never_import_ray():
     assert done.stdout.strip() == "False", done.stderr
     for path in list((ROOT / "nodes").glob("*.py")) + list((ROOT / "models").rglob("*.py")) + [ROOT / "__init__.py"]:
         assert "import ray" not in path.read_text() and "from ray" not in path.read_text(), path
+
+
+def test_the_documented_install_line_works_in_a_fresh_venv(tmp_path):
+    """`pip install ".[ray]"` from the pack's folder (it failed: "Multiple top-level packages discovered in a
+    flat-layout"). A fresh venv that sees this environment's packages (a .pth file), so that nothing is downloaded:
+    the line must resolve every requirement and Ray Data, and install no package of the pack's folders."""
+    import sysconfig
+
+    source = tmp_path / "pack"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    for folder in ("nodes", "models", "scripts", "web", "bench"):  # what setuptools' discovery saw
+        shutil.copytree(ROOT / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    (source / "__init__.py").write_text("")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    (Path(site) / "this_environment.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    done = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-index",
+                           "--no-build-isolation", ".[ray]"], cwd=source, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "Successfully installed comfyui-diception-persam" in done.stdout, done.stdout[-2000:]
+    check = subprocess.run([str(python), "-c", "import ray.data, importlib.metadata as m; "
+                            "print(sorted(m.distribution('comfyui-diception-persam').read_text('top_level.txt').split()))"],
+                           capture_output=True, text=True, timeout=300)
+    assert check.returncode == 0 and check.stdout.strip() == "[]", check.stderr[-2000:]

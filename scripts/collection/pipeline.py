@@ -27,7 +27,18 @@ def start(address=None, num_cpus=None, num_gpus=None) -> None:
     runtime_env = {"py_modules": [str(ROOT / "scripts"), str(ROOT / "models")]}
     local = {} if address else {"num_cpus": num_cpus, "num_gpus": num_gpus, "include_dashboard": False}
     quiet()
-    ray.init(address=address, runtime_env=runtime_env, log_to_driver=False, logging_level=logging.ERROR, **local)
+    try:
+        ray.init(address=address, runtime_env=runtime_env, log_to_driver=False, logging_level=logging.ERROR, **local)
+    except (ConnectionError, RuntimeError) as e:
+        chain, cause = [], e
+        while cause is not None:
+            chain.append(str(cause))
+            cause = cause.__cause__ or cause.__context__
+        if address and any("AuthToken" in text or "auth" in text.lower() for text in chain):
+            raise ConnectionError(f"--address {address}: the cluster asks for its token (Ray's token authentication, the "
+                                  "default of `ray start`): run with RAY_AUTH_MODE=token and the cluster's token in "
+                                  "~/.ray/auth_token or RAY_AUTH_TOKEN (docs/labeller.md, A real cluster)") from None
+        raise
     quiet()
 
 
