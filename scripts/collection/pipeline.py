@@ -28,7 +28,9 @@ def start(address=None, num_cpus=None, num_gpus=None) -> None:
     local = {} if address else {"num_cpus": num_cpus, "num_gpus": num_gpus, "include_dashboard": False}
     quiet()
     try:
-        ray.init(address=address, runtime_env=runtime_env, log_to_driver=False, logging_level=logging.ERROR, **local)
+        # no address: a private local Ray ("local"; None would join a `ray start` cluster of this machine, or RAY_ADDRESS)
+        ray.init(address=address or "local", runtime_env=runtime_env, log_to_driver=False, logging_level=logging.ERROR,
+                 **local)
     except (ConnectionError, RuntimeError) as e:
         chain, cause = [], e
         while cause is not None:
