@@ -59,12 +59,18 @@ class RayHead:
     def __init__(self, workdir: Path, num_cpus: int = 4, timeout: float = 180):
         self.temp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))  # short: Ray's socket paths are limited
         self.log = Path(workdir) / "ray-head.log"
-        port = free_port()
-        ports = {"--port": port, "--node-manager-port": free_port(), "--object-manager-port": free_port(),
-                 "--dashboard-port": free_port(), "--dashboard-agent-listen-port": free_port(),
-                 "--dashboard-agent-grpc-port": free_port(), "--runtime-env-agent-port": free_port(),
-                 "--metrics-export-port": free_port()}
-        low = free_port()
+        low = free_port()  # the workers' ports: low .. low + 200; every other port outside that range
+
+        def outside():
+            while (port := free_port()) in range(low, low + 201):
+                pass
+            return port
+
+        port = outside()
+        ports = {"--port": port, "--node-manager-port": outside(), "--object-manager-port": outside(),
+                 "--dashboard-port": outside(), "--dashboard-agent-listen-port": outside(),
+                 "--dashboard-agent-grpc-port": outside(), "--runtime-env-agent-port": outside(),
+                 "--metrics-export-port": outside()}
         command = [str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", "--node-ip-address", "127.0.0.1",
                    "--temp-dir", str(self.temp), "--num-cpus", str(num_cpus), "--include-dashboard", "false",
                    "--disable-usage-stats", "--min-worker-port", str(low), "--max-worker-port", str(low + 200)]
