@@ -4,7 +4,7 @@
     python scripts/queue_workflow.py WORKFLOW.json --set DiceptionLoad.dtype=fp16 --set LoadImage.image=photo.png
 
 ``--image`` files are uploaded to the server's input folder first (LoadImage nodes name them); ``--set
-CLASS.INPUT=VALUE`` changes that input of every node of that class: VALUE is read as JSON, else as text, and a
+NODE.INPUT=VALUE`` changes that input of one node (NODE: its id, or its title) or of every node of a class: VALUE is read as JSON, else as text, and a
 STRING input (``--set 'DiceptionPerceiveTask.points=[{"x":5,"y":5}]'``) gets the text as given (types from the
 server's /object_info). Every output file the prompt lists (images, Save Depth's .npy, ...) is downloaded.
 The exit status is non-zero, with the server's error text, when the prompt is refused or fails.
@@ -183,36 +183,72 @@ def override_value(raw: str, kind, item: str, workflow: dict, object_info=None):
     return value
 
 
-def apply_overrides(workflow: dict, overrides, object_info=None) -> dict:
-    """Apply ``CLASS.INPUT=VALUE`` overrides to every node of that class. ``object_info`` maps a class to its
-    ``/object_info`` entry (the input types); without it values are read as JSON, else as text."""
+def split_target(item: str, flag: str, what: str = "VALUE"):
+    """``NODE.INPUT=VALUE`` → (node, input, value). NODE is matched by ``find_nodes``; quotes around it are dropped
+    (``"Load Photo".image=a.png``)."""
+    target, sep, value = item.partition("=")
+    node, dot, name = target.rpartition(".")
+    if len(node) >= 2 and node[0] == node[-1] and node[0] in "\"'":
+        node = node[1:-1]
+    if not sep or not dot or not node or not name:
+        raise ValueError(f"{flag} {item!r}: expected NODE.INPUT={what}, NODE being a node id (12), a node title "
+                         f"(\"Load Photo\") or a class (LoadImage: every node of that class)")
+    return node, name, value
+
+
+def describe_nodes(workflow: dict) -> str:
+    """``1 LoadImage "Load Reference", 2 LoadImage, ...``: every node's id, class and title."""
+    parts = []
+    for node_id, node in workflow.items():
+        title = (node.get("_meta") or {}).get("title")
+        parts.append(f"{node_id} {node.get('class_type')}" + (f' "{title}"' if title and title != node.get("class_type") else ""))
+    return ", ".join(parts)
+
+
+def find_nodes(workflow: dict, node: str, flag: str, item: str, strict: bool = True) -> list:
+    """The ids of the nodes ``node`` names: a node id, else the nodes with that title (``_meta.title``), else every
+    node of that class. ``strict``: a ValueError naming ``node`` and listing the workflow's nodes when none match."""
+    if node in workflow:
+        return [node]
+    for matches in ([i for i, n in workflow.items() if (n.get("_meta") or {}).get("title") == node],
+                    [i for i, n in workflow.items() if n.get("class_type") == node]):
+        if matches:
+            return matches
+    if strict:
+        raise ValueError(f"{flag} {item!r}: the workflow has no node {node!r} (no node id, title or class of that name); "
+                         f"its nodes (id class \"title\"): {describe_nodes(workflow)}")
+    return []
+
+
+def apply_overrides(workflow: dict, overrides, object_info=None, strict: bool = False, flag: str = "--set") -> dict:
+    """Apply ``NODE.INPUT=VALUE`` overrides (NODE: a node id, a title or a class, see ``find_nodes``). ``object_info``
+    maps a class to its ``/object_info`` entry (the input types; an input it does not declare is an error); without
+    it values are read as JSON, else as text. ``strict``: a NODE that matches nothing is an error (the labeller);
+    else it is passed over (one override list serves several workflows, as in ``queue_workflow.py``)."""
     for item in overrides:
-        target, _, raw = item.partition("=")
-        class_type, _, name = target.partition(".")
-        if not name or not _:
-            raise ValueError(f"--set {item!r}: expected CLASS.INPUT=VALUE")
-        nodes = [node for node in workflow.values() if node.get("class_type") == class_type]
-        if not nodes:
-            continue  # one override list serves several workflows
-        kind = None
-        if object_info is not None:
-            kind = input_type(object_info, class_type, name)
-            if kind is None:
-                known = [n for group in ("required", "optional") for n in object_info.get(class_type, {}).get("input", {}).get(group, {})]
-                raise ValueError(f"--set {item!r}: {class_type} has no input {name!r}; its inputs: {', '.join(known)}")
-        value = override_value(raw, kind, item, workflow, object_info)
-        for node in nodes:
-            node["inputs"][name] = value
+        node, name, raw = split_target(item, flag)
+        ids = find_nodes(workflow, node, flag, item, strict)
+        for class_type in dict.fromkeys(workflow[i].get("class_type") for i in ids):
+            kind = None
+            if object_info is not None:
+                kind = input_type(object_info, class_type, name)
+                if kind is None:
+                    known = [n for group in ("required", "optional") for n in object_info.get(class_type, {}).get("input", {}).get(group, {})]
+                    raise ValueError(f"{flag} {item!r}: {class_type} has no input {name!r}; its inputs: {', '.join(known)}")
+            value = override_value(raw, kind, item, workflow, object_info)
+            for i in ids:
+                if workflow[i].get("class_type") == class_type:
+                    workflow[i]["inputs"][name] = value
     return workflow
 
 
-def prepare_prompt(client, workflow: dict, overrides, object_info=None) -> dict:
+def prepare_prompt(client, workflow: dict, overrides, object_info=None, strict: bool = False) -> dict:
     """``workflow`` with ``overrides`` applied, typed by the server's /object_info of the workflow's classes
     (fetched once per client and cached in ``object_info`` when given)."""
     cache = object_info if object_info is not None else {}
     for class_type in {node["class_type"] for node in workflow.values()} - set(cache):
         cache[class_type] = client.get_json(f"/object_info/{urllib.parse.quote(class_type)}").get(class_type, {})
-    return apply_overrides(json.loads(json.dumps(workflow)), overrides, cache)
+    return apply_overrides(json.loads(json.dumps(workflow)), overrides, cache, strict)
 
 
 def main(argv=None) -> int:
@@ -222,7 +258,8 @@ def main(argv=None) -> int:
     parser.add_argument("--port", type=int, default=8188)
     parser.add_argument("--image", action="append", default=[], help="image to upload to the input folder")
     parser.add_argument("--out", default="comfy_outputs", help="folder for the downloaded outputs")
-    parser.add_argument("--set", action="append", default=[], metavar="CLASS.INPUT=VALUE", help="override an input")
+    parser.add_argument("--set", action="append", default=[], metavar="NODE.INPUT=VALUE",
+                        help="override an input of one node (NODE: its id or title) or of every node of a class")
     parser.add_argument("--timeout", type=float, default=3600)
     args = parser.parse_args(argv)
     client = ComfyClient(f"http://{args.host}:{args.port}")

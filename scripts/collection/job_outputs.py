@@ -3,6 +3,9 @@
 The files are written into ``OUT/.partial/<key>.<random>/`` and the folder is renamed into place in one step, so a
 job's folder is complete or absent, whatever is killed when. A second attempt of the same job (a retried task, a
 re-run after the driver was killed) finds the folder there and leaves it as it is: each job's output exists once.
+``job.json`` records the job's content digest (``jobs.job_digest``): a folder is the job's answer only for that
+digest. A folder of an older digest (the picture or a setting changed) is moved to ``OUT/.superseded/`` when the new
+answer is placed, never deleted.
 """
 
 import json
@@ -13,18 +16,36 @@ from pathlib import Path
 
 MARKER = "job.json"
 PARTIAL = ".partial"
+SUPERSEDED = ".superseded"
 
 
-def is_complete(out_dir, key: str) -> bool:
-    return (Path(out_dir) / key / MARKER).is_file()
+def recorded_digest(out_dir, key: str):
+    """The digest a complete job folder records ("" for a folder of an older version without one), None when the
+    folder is not complete."""
+    try:
+        return json.loads((Path(out_dir) / key / MARKER).read_text()).get("digest", "")
+    except (OSError, ValueError):
+        return None
 
 
-def complete_keys(out_dir) -> set:
-    """The keys of every complete job folder under ``out_dir``."""
+def is_complete(out_dir, key: str, digest=None) -> bool:
+    """Whether the job's folder is complete (and, given ``digest``, holds the answer for that content)."""
+    found = recorded_digest(out_dir, key)
+    return found is not None and (digest is None or found == digest)
+
+
+def complete_keys(out_dir) -> dict:
+    """{key: recorded digest} of every complete job folder under ``out_dir``."""
     out_dir = Path(out_dir)
     if not out_dir.is_dir():
-        return set()
-    return {entry.name for entry in os.scandir(out_dir) if entry.is_dir() and (out_dir / entry.name / MARKER).is_file()}
+        return {}
+    found = {}
+    for entry in os.scandir(out_dir):
+        if entry.is_dir() and not entry.name.startswith("."):
+            digest = recorded_digest(out_dir, entry.name)
+            if digest is not None:
+                found[entry.name] = digest
+    return found
 
 
 def clear_partial(out_dir) -> None:
@@ -39,6 +60,7 @@ class JobFolder:
     def __init__(self, out_dir, key: str, job_id: str, **record):
         self.out_dir, self.key = Path(out_dir), key
         self.record = {"id": job_id, **record, "files": []}
+        self.digest = record.get("digest")
         self.tmp = self.out_dir / PARTIAL / f"{key}.{uuid.uuid4().hex[:12]}"
         self.placed = False
 
@@ -62,6 +84,7 @@ class JobFolder:
         try:
             if kind is None:
                 (self.tmp / MARKER).write_text(json.dumps(self.record, indent=1))
+                self.set_aside_stale()
                 try:
                     os.rename(self.tmp, self.out_dir / self.key)
                     self.placed = True
@@ -71,6 +94,18 @@ class JobFolder:
         finally:
             shutil.rmtree(self.tmp, ignore_errors=True)
         return False
+
+    def set_aside_stale(self) -> None:
+        """Move a complete folder of another digest (an older answer of this job) to ``OUT/.superseded/``."""
+        found = recorded_digest(self.out_dir, self.key)
+        if self.digest is None or found is None or found == self.digest:
+            return
+        aside = self.out_dir / SUPERSEDED / f"{self.key}.{(found or 'old')[:12]}.{uuid.uuid4().hex[:8]}"
+        aside.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(self.out_dir / self.key, aside)
+        except FileNotFoundError:
+            pass  # another attempt moved it first
 
 
 class RunLog:

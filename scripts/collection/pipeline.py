@@ -7,6 +7,8 @@ one machine, ``ray start --address=HEAD:6379`` on the others, or ``auto`` on a n
 """
 
 import json
+import logging
+import warnings
 from pathlib import Path
 
 import ray
@@ -24,7 +26,34 @@ def start(address=None, num_cpus=None, num_gpus=None) -> None:
         return
     runtime_env = {"py_modules": [str(ROOT / "scripts"), str(ROOT / "models")]}
     local = {} if address else {"num_cpus": num_cpus, "num_gpus": num_gpus, "include_dashboard": False}
-    ray.init(address=address, runtime_env=runtime_env, log_to_driver=False, **local)
+    quiet()
+    try:
+        # no address: a private local Ray ("local"; None would join a `ray start` cluster of this machine, or RAY_ADDRESS)
+        ray.init(address=address or "local", runtime_env=runtime_env, log_to_driver=False, logging_level=logging.ERROR,
+                 **local)
+    except (ConnectionError, RuntimeError) as e:
+        chain, cause = [], e
+        while cause is not None:
+            chain.append(str(cause))
+            cause = cause.__cause__ or cause.__context__
+        if address and any("AuthToken" in text or "auth" in text.lower() for text in chain):
+            raise ConnectionError(f"--address {address}: the cluster asks for its token (Ray's token authentication, the "
+                                  "default of `ray start`): run with RAY_AUTH_MODE=token and the cluster's token in "
+                                  "~/.ray/auth_token or RAY_AUTH_TOKEN (docs/labeller.md, A real cluster)") from None
+        raise
+    quiet()
+
+
+def quiet() -> None:
+    """Keep Ray's own log lines (start-up INFO, Ray Data's progress blocks and memory notes) off the console, where
+    the labeller's progress line and summary are; they stay in Ray's session logs (/tmp/ray/session_*/logs)."""
+    for name in ("ray", "ray.data", "ray._private", "ray.runtime_env"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.print_on_execution_start = False
+    if hasattr(context, "enable_rich_progress_bars"):
+        context.enable_rich_progress_bars = False
 
 
 class RemoteSlots:
@@ -44,6 +73,12 @@ class RemoteSlots:
 
     def drop(self, url, why):
         ray.get(self.actor.drop.remote(url, why))
+
+    def readmit(self, url):
+        ray.get(self.actor.readmit.remote(url))
+
+    def dead_servers(self):
+        return ray.get(self.actor.dead_servers.remote())
 
     def report(self):
         return ray.get(self.actor.report.remote())
@@ -67,6 +102,7 @@ def label(rows, labeler, constructor_kwargs: dict, workers: int, concurrent_per_
     if not items:
         return
     blocks = max(1, -(-len(items) // max(1, rows_per_block)))
+    warnings.filterwarnings("ignore", message=".*ray_remote_args.*")  # max_concurrency has no named parameter yet
     dataset = ray.data.from_items(items, override_num_blocks=blocks).map(
         labeler,
         fn_constructor_kwargs=constructor_kwargs,
