@@ -106,3 +106,15 @@ def test_dreambooth_masks_in_bands_equal_the_whole_image(seed):
     out = training_mask(batch, 4, 6, True, in_place=True, rows=11, check=lambda: calls.append(1))
     assert out is batch and torch.equal(out[0], torch.from_numpy(whole)) and not out[1].any()  # empty stays empty
     assert len(calls) >= 2 * 3 * 150 // 11  # checked between bands of every step
+
+    class Interrupted(Exception):
+        pass
+
+    def interrupt():
+        if len(calls) > 3:
+            raise Interrupted
+        calls.append(1)
+
+    calls.clear()
+    with pytest.raises(Interrupted):  # an interrupt raised from check() stops it within a band
+        training_mask(torch.from_numpy(mask.astype(np.float32)), 4, 6, True, rows=11, check=interrupt)

@@ -1,7 +1,7 @@
 """Post-processing subject masks for training: grow, fill holes, feather, and the loss mask at latent size.
 
-Memory and interrupts: every step works on bands of ``rows`` image rows (plus the halo a step needs: ``pixels`` rows
-for grow, ``pixels + 1`` for feather) and writes its result in place, so the full-size temporaries are one or two
+Memory and interrupts: every step works on bands of ``rows`` image rows (by default about BAND_PIXELS pixels; plus
+the halo a step needs: ``pixels`` rows for grow, ``pixels + 1`` for feather) and writes its result in place, so the full-size temporaries are one or two
 1-byte masks per image, never float64 distance maps of the whole image; ``check()`` is called between bands (raise
 from it to interrupt). Each banded step gives exactly (bitwise) what the whole-image computation gives:
 a pixel within ``pixels`` of the mask has its nearest mask pixel within ``pixels`` rows, so inside the halo; and hole
@@ -14,7 +14,12 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-ROWS = 256  # rows per band: at 12000 px wide, a band with a 256-row halo is ~74 MB of float64 distances
+BAND_PIXELS = 1_000_000  # pixels per band (plus halo): ~0.05 s of distance transform between interrupt checks
+ROWS = None  # rows per band: None = BAND_PIXELS // width (at least 16)
+
+
+def band_rows(width: int, rows=None) -> int:
+    return rows or max(16, BAND_PIXELS // max(1, width))
 
 
 def _as_batch(masks: torch.Tensor) -> torch.Tensor:
@@ -52,7 +57,7 @@ def grow_binary(binary: np.ndarray, pixels: int, rows: int = ROWS, check=_no_che
     if pixels <= 0:
         return binary.copy()
     out = np.empty_like(binary)
-    for top, bottom in bands(binary.shape[0], rows):
+    for top, bottom in bands(binary.shape[0], band_rows(binary.shape[1], rows)):
         out[top:bottom] = banded_distance(binary, top, bottom, pixels) <= pixels
         check()
     return out
@@ -63,7 +68,7 @@ def fill_holes_binary(binary: np.ndarray, rows: int = ROWS, check=_no_check) -> 
     image border become mask."""
     height, width = binary.shape
     reachable = np.zeros_like(binary)  # background known to be connected to the border
-    order = list(bands(height, rows))
+    order = list(bands(height, band_rows(width, rows)))
     changed = True
     while changed:
         changed = False
@@ -87,8 +92,9 @@ def fill_holes_binary(binary: np.ndarray, rows: int = ROWS, check=_no_check) -> 
                 changed = True
             check()
         order.reverse()  # alternate sweeps carry reachability up and down
-    np.logical_not(reachable, out=reachable)
-    binary |= reachable
+    for top, bottom in order:
+        binary[top:bottom] |= ~reachable[top:bottom]
+        check()
     return binary
 
 
@@ -106,7 +112,7 @@ def fill_holes(masks: torch.Tensor) -> torch.Tensor:
 
 def feather_into(out: np.ndarray, binary: np.ndarray, pixels: int, rows: int = ROWS, check=_no_check):
     """``out`` (H, W float32) = 1 inside ``binary``, falling linearly to 0 at ``pixels`` from it, band by band."""
-    for top, bottom in bands(binary.shape[0], rows):
+    for top, bottom in bands(binary.shape[0], band_rows(binary.shape[1], rows)):
         if pixels <= 0:
             out[top:bottom] = binary[top:bottom]
         else:
@@ -144,8 +150,12 @@ def training_mask(masks: torch.Tensor, grow_pixels: int = 4, feather_pixels: int
     if in_place and (masks.dtype != torch.float32 or masks.device.type != "cpu" or not masks.is_contiguous()):
         raise ValueError("masks: in-place training masks need a contiguous float32 CPU tensor")
     for i in range(masks.shape[0]):
-        binary = masks[i].cpu().numpy() > 0.5
-        check()
+        found = masks[i].cpu().numpy()
+        binary = np.empty(found.shape, bool)
+        for top, bottom in bands(found.shape[0], band_rows(found.shape[1], rows)):
+            np.greater(found[top:bottom], 0.5, out=binary[top:bottom])
+            check()
+        del found
         if holes:
             fill_holes_binary(binary, rows, check)
         if grow_pixels > 0:
@@ -155,9 +165,10 @@ def training_mask(masks: torch.Tensor, grow_pixels: int = 4, feather_pixels: int
     return out
 
 
-def kept_regions(images: torch.Tensor, masks: torch.Tensor, rows: int = 512, check=_no_check) -> torch.Tensor:
+def kept_regions(images: torch.Tensor, masks: torch.Tensor, rows: int = ROWS, check=_no_check) -> torch.Tensor:
     """The photos with the background darkened (× 0.25 where the mask is 0), ``rows`` rows at a time."""
     preview = torch.empty_like(images)
+    rows = band_rows(images.shape[2], rows)
     for i in range(images.shape[0]):
         for top in range(0, images.shape[1], rows):
             preview[i, top : top + rows] = images[i, top : top + rows] * (0.25 + 0.75 * masks[i, top : top + rows, :, None])
