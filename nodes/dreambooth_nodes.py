@@ -106,7 +106,7 @@ class SaveDreamBoothDataset:
                 (class_prompt, "class_prompt"), (prior_loss_weight, "prior_loss_weight")))
         if resolution not in RESOLUTION_CHOICES:
             raise ValueError(f"resolution: expected one of {list(RESOLUTION_CHOICES)}, got {resolution!r}")
-        classes = [picture for batch in class_images for picture in batch]  # tensors, converted one at a time
+        classes = [picture for batch in class_images for picture in batch]  # each made 8-bit only when written
         if isinstance(class_folder, str) and class_folder.strip():
             classes += class_image_files(folder_paths.get_input_directory(), class_folder.strip())
         written = export_dataset(
