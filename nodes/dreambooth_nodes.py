@@ -7,6 +7,10 @@ import torch
 import folder_paths
 
 from ..models.dreambooth import RESOLUTIONS, export_dataset, latent_loss_mask, training_mask
+from ..models.dreambooth.class_images import class_image_files
+from ..models.dreambooth.dataset import MAX_REPEATS, REPEATS
+from ..models.dreambooth.masks import kept_regions
+from . import comfy_adapter
 from .persam_nodes import segment_batch
 
 RESOLUTION_CHOICES = {f"{r} ({models})": r for r, models in zip(RESOLUTIONS, ("SDXL, SD3, Flux", "SD2", "SD1.5"))}
@@ -44,12 +48,12 @@ class DreamBoothMask:
         }
 
     def masks(self, reference, images, grow_pixels, feather_pixels, fill_holes, vae_factor):
-        found = segment_batch(reference, images).masks
-        masks = training_mask(found, grow_pixels, feather_pixels, fill_holes)
-        preview = torch.empty_like(images)  # the kept regions, a few rows at a time (no full-size temporaries)
-        for i in range(images.shape[0]):
-            for top in range(0, images.shape[1], 512):
-                preview[i, top : top + 512] = images[i, top : top + 512] * (0.25 + 0.75 * masks[i, top : top + 512, :, None])
+        result = segment_batch(reference, images)
+        masks = result.masks  # float32 (B, H, W) on the CPU, ours: post-processed in place, in bands
+        del result  # the instance masks are not needed here
+        check = comfy_adapter.check_interrupt
+        training_mask(masks, grow_pixels, feather_pixels, fill_holes, in_place=True, check=check)
+        preview = kept_regions(images, masks, check=check)
         return (masks, latent_loss_mask(masks, vae_factor), preview)
 
 
@@ -58,8 +62,10 @@ class SaveDreamBoothDataset:
         "Writes the photos and masks as a DreamBooth dataset into a new folder under the output directory, in a "
         "layout kohya sd-scripts, OneTrainer and SimpleTuner load as written: images/ (RGBA photos, alpha = mask, "
         "and captions), masks/ (white = subject), onetrainer/ (photos, NAME-masklabel.png, captions), plus "
-        "dataset.toml (kohya), multidatabackend.json (SimpleTuner), onetrainer_concepts.json and README.txt. "
-        "An existing non-empty folder is never touched: a numbered one is made."
+        "dataset.toml (kohya), multidatabackend.json (SimpleTuner), onetrainer_concepts.json, onetrainer_preset.json "
+        "(OneTrainer training config with masked training on) and README.txt. Optional class images (a folder under "
+        "input/, or images made in the graph) with a class prompt go into class/ as each trainer's regularisation "
+        "data (DreamBooth's prior preservation). An existing non-empty folder is never touched: a numbered one is made."
     )
     CATEGORY = "PerSAM"
     FUNCTION = "save"
@@ -81,18 +87,32 @@ class SaveDreamBoothDataset:
             },
             "optional": {
                 "resolution": (list(RESOLUTION_CHOICES), {"default": DEFAULT_RESOLUTION, "tooltip": "the model's native training size for kohya's dataset.toml and SimpleTuner: 1024 for SDXL, SD3 and Flux, 768 for SD2, 512 for SD1.5 (buckets keep each photo's aspect ratio; kohya never upscales, SimpleTuner and OneTrainer scale each photo to about this size squared)"}),
+                "repeats": ("INT", {"default": REPEATS, "min": 1, "max": MAX_REPEATS, "tooltip": "times each photo is seen per epoch, the same in kohya (num_repeats), OneTrainer (repeats) and SimpleTuner (written as repeats - 1: SimpleTuner adds one)"}),
+                "class_images": ("IMAGE", {"tooltip": "optional class (regularisation) images made in the graph, e.g. generated from the class prompt: DreamBooth's prior-preservation loss keeps what the class looks like"}),
+                "class_folder": ("STRING", {"default": "", "tooltip": "optional folder under ComfyUI's input folder holding class images (its pictures, not subfolders); empty: none. Used with or instead of class_images"}),
+                "class_prompt": ("STRING", {"default": "", "tooltip": "the class prompt written beside every class image, e.g. 'a photo of dog' (required with class images)"}),
+                "prior_loss_weight": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 10.0, "step": 0.05, "tooltip": "weight of the class images' loss (kohya --prior_loss_weight, OneTrainer concept loss weight); DreamBooth uses 1"}),
             },
         }
 
-    def save(self, images, masks, folder, caption, onetrainer_masklabels, resolution=(DEFAULT_RESOLUTION,)):
+    def save(self, images, masks, folder, caption, onetrainer_masklabels, resolution=(DEFAULT_RESOLUTION,),
+             repeats=(REPEATS,), class_images=(), class_folder=("",), class_prompt=("",), prior_loss_weight=(1.0,)):
         photos = [photo.cpu().numpy() for batch in images for photo in batch]
         subject = [mask.cpu().numpy() for batch in masks for mask in batch.reshape(-1, *batch.shape[-2:])]
-        folder, caption, masklabels, resolution = (one_value(v, n) for v, n in (
-            (folder, "folder"), (caption, "caption"), (onetrainer_masklabels, "onetrainer_masklabels"), (resolution, "resolution")))
+        folder, caption, masklabels, resolution, repeats, class_folder, class_prompt, prior_loss_weight = (
+            one_value(v, n) for v, n in (
+                (folder, "folder"), (caption, "caption"), (onetrainer_masklabels, "onetrainer_masklabels"),
+                (resolution, "resolution"), (repeats, "repeats"), (class_folder, "class_folder"),
+                (class_prompt, "class_prompt"), (prior_loss_weight, "prior_loss_weight")))
         if resolution not in RESOLUTION_CHOICES:
             raise ValueError(f"resolution: expected one of {list(RESOLUTION_CHOICES)}, got {resolution!r}")
+        classes = [picture for batch in class_images for picture in batch]  # each made 8-bit only when written
+        if isinstance(class_folder, str) and class_folder.strip():
+            classes += class_image_files(folder_paths.get_input_directory(), class_folder.strip())
         written = export_dataset(
             folder_paths.get_output_directory(), folder, photos, subject, caption, masklabels, RESOLUTION_CHOICES[resolution],
+            repeats, [c.cpu().numpy() if isinstance(c, torch.Tensor) else c for c in classes], class_prompt,
+            prior_loss_weight,
         )
         relative = os.path.relpath(written, os.path.realpath(folder_paths.get_output_directory()))
         return {"ui": {"text": [relative]}, "result": (str(written),)}

@@ -100,7 +100,9 @@ WORKFLOWS = {
     "persam_dreambooth_dataset": {
         "1": load("example_reference.png"), "2": load("example_photo.png"), "3": SAM, "4": persam_reference(fine_tune=True),
         "6": {"class_type": "PersamDreamBoothMask", "inputs": {"reference": ["4", 0], "images": ["2", 0], "grow_pixels": 4, "feather_pixels": 2, "fill_holes": True, "vae_factor": 8}},
-        "7": {"class_type": "PersamSaveDreamBoothDataset", "inputs": {"images": ["2", 0], "masks": ["6", 0], "folder": "dreambooth/subject", "caption": "a photo of sks toy", "onetrainer_masklabels": True}},
+        "5": load("example_negative.png"),  # a class image: another toy (or a folder of them: class_folder)
+        "7": {"class_type": "PersamSaveDreamBoothDataset", "inputs": {"images": ["2", 0], "masks": ["6", 0], "folder": "dreambooth/subject", "caption": "a photo of sks toy", "onetrainer_masklabels": True,
+                                                                   "repeats": 10, "class_images": ["5", 0], "class_folder": "", "class_prompt": "a photo of toy", "prior_loss_weight": 1.0}},
         "8": save(["6", 2], "dreambooth_preview"),
     },
     "persam_several_references": {  # a 2-frame PNG: frame 1 with its mask (alpha), frame 2 without (box line 2)
@@ -166,7 +168,7 @@ NODES2_HEIGHTS = {
     "DiceptionLoad": 308, "DiceptionPerceiveTask": 680, "DiceptionRGBToDepth": 288, "DiceptionRGBToNormal": 116,
     "DiceptionRGBToMasks": 220, "DiceptionSaveDepth": 152,
     "PersamSamLoader": 168, "PersamReference": 312, "PersamSegment": 300, "PersamDreamBoothMask": 240,
-    "PersamSaveDreamBoothDataset": 236,
+    "PersamSaveDreamBoothDataset": 464,  # not measured since issue 29 added 4 widgets and an input: nodes2_guess
     "DiceptionLoadExamples": 144, "DiceptionTrainAdapter": 416, "DiceptionSaveAdapter": 172,
 }
 # The template browser fits a template to the window (3/4 of it, frontend 1.58.1), and the classic canvas draws no

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from scipy import ndimage
 from PIL import Image
 
 from models.diception.pipeline import postprocess, preprocess
@@ -72,3 +73,48 @@ def test_full_size_masks_made_per_channel_equal_sams_postprocessing():
     assert torch.equal(found.mask(found.best()), whole[found.best()] > sam.mask_threshold)
     weights = torch.tensor([0.2, 0.5, 0.3])
     assert torch.allclose(weighted_logits(found.logit_high, weights), weighted_logits(whole, weights), rtol=0, atol=1e-5)
+
+
+def blobs(seed: int, size=(150, 97)) -> np.ndarray:
+    """Random shapes with holes, rings, a spiral-like corridor and pixels on the border: what banded hole filling
+    must carry across bands."""
+    rng = np.random.default_rng(seed)
+    mask = rng.random(size) > 0.62
+    mask = ndimage.binary_opening(mask, iterations=1)
+    ring = np.zeros(size, bool)
+    ring[20:120, 10:80] = True
+    ring[24:116, 14:76] = False
+    ring[60:64, 14:40] = True  # a wall inside the ring: the hole spans many bands
+    return mask | ring
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_dreambooth_masks_in_bands_equal_the_whole_image(seed):
+    """DreamBooth Mask (issue 29): hole filling, grow and feather computed in bands of a few rows, in place, give
+    exactly what scipy's whole-image computations give."""
+    from models.dreambooth.masks import distance_outside, fill_holes_binary, grow_binary, training_mask
+
+    mask = blobs(seed)
+    assert np.array_equal(fill_holes_binary(mask.copy(), rows=7), ndimage.binary_fill_holes(mask))
+    for pixels in (1, 3, 9):
+        assert np.array_equal(grow_binary(mask, pixels, rows=5), distance_outside(mask) <= pixels)
+    grown = ndimage.binary_fill_holes(mask)
+    grown = distance_outside(grown) <= 4
+    whole = np.clip(1 - distance_outside(grown) / (6 + 1), 0, 1).astype(np.float32)
+    batch = torch.from_numpy(np.stack([mask, np.zeros_like(mask)]).astype(np.float32))
+    calls = []
+    out = training_mask(batch, 4, 6, True, in_place=True, rows=11, check=lambda: calls.append(1))
+    assert out is batch and torch.equal(out[0], torch.from_numpy(whole)) and not out[1].any()  # empty stays empty
+    assert len(calls) >= 2 * 3 * 150 // 11  # checked between bands of every step
+
+    class Interrupted(Exception):
+        pass
+
+    def interrupt():
+        if len(calls) > 3:
+            raise Interrupted
+        calls.append(1)
+
+    calls.clear()
+    with pytest.raises(Interrupted):  # an interrupt raised from check() stops it within a band
+        training_mask(torch.from_numpy(mask.astype(np.float32)), 4, 6, True, rows=11, check=interrupt)

@@ -1,8 +1,9 @@
 """The trainers' conventions on a dataset the pack writes (checked against kohya sd-scripts, OneTrainer and SimpleTuner's
-own loaders by hand, see README; CI cannot fetch them): kohya's toml rules, the folders each trainer walks hold only
+own loaders by hand, see docs/dreambooth.md; CI cannot fetch them): kohya's toml rules, the folders each trainer walks hold only
 what it must see, masks (size, polarity, bit depth), odd folder names; and the workflow writing one headless."""
 
 import json
+import math
 import os
 import re
 import subprocess
@@ -51,8 +52,10 @@ def test_kohya_toml_parses_with_bucketing_and_a_model_native_resolution(tmp_path
     config = tomllib.loads((folder / "dataset.toml").read_text(encoding="utf-8"))
     dataset = config["datasets"][0]
     assert dataset["resolution"] == resolution and dataset["enable_bucket"] is True and dataset["bucket_no_upscale"] is True
-    assert dataset["min_bucket_reso"] <= resolution <= dataset["max_bucket_reso"]
-    assert dataset["min_bucket_reso"] % dataset["bucket_reso_steps"] == 0 == dataset["max_bucket_reso"] % dataset["bucket_reso_steps"]
+    # kohya ignores min/max_bucket_reso with bucket_no_upscale (BaseDataset.make_buckets): not written (issue 29);
+    # its defaults (256, 1024) pass adjust_min_max_bucket_reso_by_steps for every resolution offered
+    assert "min_bucket_reso" not in dataset and "max_bucket_reso" not in dataset
+    assert 256 <= resolution <= 1024 and resolution % dataset["bucket_reso_steps"] == 0
     subset = dataset["subsets"][0]
     assert subset["alpha_mask"] is True and "conditioning_data_dir" not in subset
     assert Path(subset["image_dir"]).is_absolute() and Path(subset["image_dir"]) == folder / "images"
@@ -93,7 +96,8 @@ def test_each_trainer_walks_a_folder_holding_only_what_it_must_see(dataset):
         assert p.with_suffix(".txt").read_text(encoding="utf-8") == "a photo of sks toy\n"
     # nothing else anywhere: the top level holds only the three folders and the configs
     assert sorted(p.name for p in folder.iterdir()) == ["README.txt", "dataset.toml", "images", "masks",
-                                                        "multidatabackend.json", "onetrainer", "onetrainer_concepts.json"]
+                                                        "multidatabackend.json", "onetrainer", "onetrainer_concepts.json",
+                                                        "onetrainer_preset.json"]
 
 
 def test_masks_have_the_photo_size_8_bits_and_white_on_the_subject(dataset):
@@ -158,7 +162,8 @@ def test_the_docstrings_say_which_trainers_upscale():
 
     assert "and never upscales" not in dataset.export_dataset.__doc__ + simpletuner.__doc__  # said of all trainers before
     assert "small ones up" in dataset.export_dataset.__doc__ and "small photos UP" in simpletuner.__doc__
-    text = readme.readme(Path("/x"), 3, "c", 1024, True)
+    text = readme.readme(Path("/x"), {"count": 3, "caption": "c", "resolution": 1024, "masklabels": True, "repeats": 10,
+                                      "class_count": 0, "class_prompt": "", "prior_loss_weight": 1.0})
     assert "crop_style" in text and "scales small photos up" in text
 
 
@@ -209,3 +214,89 @@ def test_a_list_of_photos_is_saved_as_one_dataset(comfy):
     assert [p.name for p in image_files((folder / "images").iterdir())] == ["0001.png", "0002.png", "0003.png"]
     assert not (folder / "onetrainer").exists()
     assert tomllib.loads((folder / "dataset.toml").read_text(encoding="utf-8"))["datasets"][0]["resolution"] == 512
+
+
+# Each trainer's rule for how often a photo is seen in one epoch, as its own code counts (issue 29; run with the
+# trainers' loaders on datasets of 5 photos and 3 class images, repeats 1, 3, 10: docs/dreambooth.md):
+def kohya_epoch(dataset: dict, counts: dict) -> dict:
+    """kohya DreamBoothDataset: each image registered num_repeats times (num_train_images += num_repeats × len);
+    is_reg subsets are registered round-robin until they match the training images' count (num_reg_images loop)."""
+    train = {s["image_dir"]: s["num_repeats"] * counts[s["image_dir"]] for s in dataset["subsets"] if not s.get("is_reg")}
+    reg = {s["image_dir"]: counts[s["image_dir"]] for s in dataset["subsets"] if s.get("is_reg")}
+    total = sum(train.values())
+    return {**train, **{d: total if n else 0 for d, n in reg.items()}}
+
+
+def onetrainer_epoch(concepts: list, counts: dict) -> dict:
+    """mgds VariationSorting: REPEATS → floor(len × balancing) samples, SAMPLES → int(balancing) samples."""
+    return {c["path"]: math.floor(counts[c["path"]] * c["balancing"]) if c["balancing_strategy"] == "REPEATS"
+            else int(c["balancing"]) for c in concepts}
+
+
+def simpletuner_epoch(backends: list, counts: dict) -> dict:
+    """SimpleTuner discovery metadata backend __len__ (batch 1): len × (repeats + 1), after max_num_samples."""
+    return {b["instance_data_dir"]: min(counts[b["instance_data_dir"]], b.get("max_num_samples") or 10 ** 9)
+            * (b.get("repeats", 0) + 1) for b in backends if b["dataset_type"] == "image"}
+
+
+@pytest.mark.parametrize("repeats,class_count", [(1, 3), (3, 3), (10, 3), (2, 7), (4, 0)])
+def test_each_photo_is_seen_repeats_times_per_epoch_in_every_trainer_and_class_images_are_regularisation(
+        tmp_path, repeats, class_count):
+    photos, masks = photos_and_masks()
+    classes = [np.full((20, 30, 3), i / 10, np.float32) for i in range(class_count)]
+    folder = export_dataset(tmp_path, "db", photos, masks, "a photo of sks toy", repeats=repeats, class_images=classes,
+                            class_prompt="a photo of toy", prior_loss_weight=0.5)
+    images, klass, onetrainer = (folder / "images").as_posix(), (folder / "class").as_posix(), (folder / "onetrainer").as_posix()
+    counts = {images: len(SIZES), onetrainer: len(SIZES), klass: class_count}
+    photo_samples = repeats * len(SIZES)
+    toml = (folder / "dataset.toml").read_text(encoding="utf-8")
+    kohya = tomllib.loads(toml)["datasets"][0]
+    concepts = json.loads((folder / "onetrainer_concepts.json").read_text(encoding="utf-8"))
+    backends = json.loads((folder / "multidatabackend.json").read_text(encoding="utf-8"))
+    for epoch in (kohya_epoch(kohya, counts), onetrainer_epoch(concepts, counts), simpletuner_epoch(backends, counts)):
+        photo_dir = onetrainer if onetrainer in epoch else images
+        assert epoch[photo_dir] == photo_samples  # each photo `repeats` times
+        if class_count:  # about as many class samples as photo samples (SimpleTuner: whole repeats, at most one more each)
+            assert photo_samples <= epoch[klass] < photo_samples + class_count
+        else:
+            assert klass not in epoch
+    assert [b.get("repeats") for b in backends if b["dataset_type"] == "image"][0] == repeats - 1
+    if not class_count:
+        assert len(kohya["subsets"]) == 1 and len(concepts) == 1 and len(backends) == 3 and not (folder / "class").exists()
+        assert "--prior_loss_weight" not in toml
+        return
+    # kohya: a second subset with is_reg, whole picture in the loss; prior_loss_weight is a command-line option
+    # (its dataset-config schema refuses the key)
+    reg = kohya["subsets"][1]
+    assert reg == {"image_dir": klass, "is_reg": True, "num_repeats": 1, "alpha_mask": False}
+    assert "prior_loss_weight" not in json.dumps(tomllib.loads(toml)) and "--prior_loss_weight 0.5" in toml
+    # OneTrainer: a second STANDARD concept (not VALIDATION, not PRIOR_PREDICTION) with its loss weight
+    assert concepts[1]["path"] == klass and concepts[1]["type"] == "STANDARD" and concepts[1]["loss_weight"] == 0.5
+    assert concepts[0]["loss_weight"] == 1.0 and concepts[1]["include_subdirectories"] is False
+    # SimpleTuner: an image dataset with is_regularisation_data, no mask, the same text-embed cache, its own VAE cache
+    entry = backends[3]
+    assert entry["is_regularisation_data"] is True and entry["dataset_type"] == "image" and "conditioning_data" not in entry
+    assert entry["text_embeds"] == backends[0]["text_embeds"] and entry["cache_dir_vae"] != backends[0]["cache_dir_vae"]
+    assert entry["crop_style"] == "center" and entry["caption_strategy"] == "textfile"
+    assert len({b["id"] for b in backends}) == 4
+    # one class folder all three read: RGB pictures (no alpha) with the class prompt beside each
+    pictures = image_files((folder / "class").iterdir())
+    assert len(pictures) == class_count and all(Image.open(p).mode == "RGB" for p in pictures)
+    assert all(p.with_suffix(".txt").read_text(encoding="utf-8") == "a photo of toy\n" for p in pictures)
+
+
+ONETRAINER_TRAIN_CONFIG_KEYS = {"concept_file_name": str, "resolution": str, "masked_training": bool,
+                                "unmasked_weight": float, "unmasked_probability": float}  # TrainConfig (23df3832)
+
+
+def test_the_onetrainer_preset_switches_masked_training_on():
+    """OneTrainer's masked training lives in its training config (TrainConfig, default off): the preset is a partial
+    TrainConfig in the current format (__version 11, so no migration runs) that scripts/train.py applies with
+    --config-path on top of a model preset and the UI loads; TrainConfig parses it with masked_training on."""
+    from models.dreambooth.onetrainer import training_preset
+
+    preset = training_preset("/data/db/onetrainer_concepts.json", 1024)
+    assert preset.pop("__version") == 11
+    assert {k: type(v) for k, v in preset.items()} == ONETRAINER_TRAIN_CONFIG_KEYS
+    assert preset["masked_training"] is True and preset["unmasked_weight"] == 0.0 == preset["unmasked_probability"]
+    assert preset["concept_file_name"] == "/data/db/onetrainer_concepts.json" and preset["resolution"] == "1024"

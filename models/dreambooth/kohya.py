@@ -2,10 +2,17 @@
 
 kohya reads ``image_dir`` non-recursively (``glob_images``), the caption from the first line of ``NAME.txt``
 and, with ``alpha_mask = true``, the loss mask from the PNG's alpha channel (``--masked_loss``). Bucketing is on
-and never upscales, so photos of any size and aspect ratio load; ``resolution`` is the model's native size.
+and never upscales, so photos of any size and aspect ratio load; ``resolution`` is the model's native size. With
+``bucket_no_upscale`` kohya makes each bucket from the photo's own size and ignores ``min_bucket_reso`` /
+``max_bucket_reso`` (BaseDataset.make_buckets), so they are not written (kohya still logs that it ignores them).
+
+Each photo is seen ``num_repeats`` times per epoch (DreamBoothDataset: ``num_train_images += num_repeats × len``).
+Class images are a second subset with ``is_reg = true``: kohya repeats them until they match the photos' count per
+epoch (``num_reg_images`` loop) and weights their loss by ``--prior_loss_weight`` (a command-line option; the dataset
+config refuses it). Their ``alpha_mask`` is off, so their whole picture is in the loss (a missing alpha mask is ones).
 """
 
-MIN_BUCKET_RESO = 256  # kohya's default; must be <= resolution
+MIN_BUCKET_RESO = 256  # kohya's default min_bucket_reso; must be <= resolution
 BUCKET_RESO_STEPS = 64
 
 
@@ -26,12 +33,22 @@ def toml_string(value: str) -> str:
     return '"' + "".join(out) + '"'
 
 
-def dataset_toml(image_dir: str, resolution: int, num_repeats: int = 10) -> str:
-    """The kohya dataset config for one DreamBooth subset in ``image_dir`` (an absolute path)."""
+def dataset_toml(image_dir: str, resolution: int, num_repeats: int = 10, class_dir: str = None,
+                 prior_loss_weight: float = 1.0) -> str:
+    """The kohya dataset config for one DreamBooth subset in ``image_dir`` (an absolute path), and the class images
+    in ``class_dir`` as a regularisation subset when given."""
     if resolution < MIN_BUCKET_RESO:
         raise ValueError(f"resolution: expected at least {MIN_BUCKET_RESO} (kohya's min_bucket_reso), got {resolution}")
+    prior = f" --prior_loss_weight {prior_loss_weight:g}" if class_dir else ""
+    reg = "" if not class_dir else f"""
+  [[datasets.subsets]]  # class images for the prior-preservation loss (--prior_loss_weight)
+  image_dir = {toml_string(class_dir)}
+  is_reg = true
+  num_repeats = 1
+  alpha_mask = false
+"""
     return f"""# kohya sd-scripts dataset config, written by the DICEPTION + PerSAM ComfyUI pack (see README.txt).
-# accelerate launch train_network.py --dataset_config dataset.toml --masked_loss ...
+# accelerate launch train_network.py --dataset_config dataset.toml --masked_loss{prior} ...
 # image_dir is the absolute path where the dataset was written; after moving the folder, change it to the new
 # location (a relative path is read from the directory kohya is started in, not from this file's folder).
 [general]
@@ -43,12 +60,10 @@ resolution = {resolution}
 batch_size = 1
 enable_bucket = true
 bucket_no_upscale = true
-min_bucket_reso = {MIN_BUCKET_RESO}
-max_bucket_reso = {2 * resolution}
 bucket_reso_steps = {BUCKET_RESO_STEPS}
 
   [[datasets.subsets]]
   image_dir = {toml_string(image_dir)}
   num_repeats = {num_repeats}
   alpha_mask = true
-"""
+{reg}"""

@@ -15,9 +15,18 @@ Dataset ids are keys of one SimpleTuner config (and name its cache files): each 
 folder name plus a short hash of the folder's path, and its own text-embed cache named by the image dataset
 (``"text_embeds"``) and not marked ``"default"`` (SimpleTuner refuses two defaults and makes the first one the
 default when none is): the entries of several pack datasets can be concatenated into one config.
+
+Repeats: SimpleTuner shows each photo ``repeats + 1`` times per epoch (its discovery metadata backend's ``__len__``:
+``len(bucket) × (repeats + 1)``; its docs tell kohya users to subtract one), so "each photo seen R times per epoch" is
+written as ``repeats = R − 1``.
+
+Class images: a fourth entry, an image dataset with ``is_regularisation_data`` on the class folder (captions from its
+text files), no mask, the same text-embed cache. Its repeats give at least as many class samples per epoch as the
+photos get (R × photos), ``max_num_samples`` cuts a larger class folder to that many.
 """
 
 import hashlib
+import math
 import re
 
 CROP_STYLE = "center"  # the same deterministic trim for the photo (VAE cache) and its mask (collate)
@@ -30,19 +39,36 @@ def dataset_id(folder) -> str:
     return f"persam-{name}-{hashlib.sha256(path.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"
 
 
+def simpletuner_repeats(times_per_epoch: int) -> int:
+    """SimpleTuner's ``repeats`` for a photo seen ``times_per_epoch`` times per epoch."""
+    return times_per_epoch - 1
+
+
 def multidatabackend(dataset: str, images_dir: str, masks_dir: str, cache_dir: str, resolution: int,
-                     repeats: int = 10) -> list:
+                     repeats: int = 10, count: int = 1, class_dir: str = None, class_count: int = 0) -> list:
     """The three backends (image + linked ``conditioning_type "mask"`` dataset + text-embed cache) of the dataset
-    with id ``dataset`` (see ``dataset_id``), absolute paths."""
+    with id ``dataset`` (see ``dataset_id``), absolute paths; each of the ``count`` photos seen ``repeats`` times
+    per epoch. With ``class_dir``, a fourth: the ``class_count`` class images as regularisation data."""
     common = {"type": "local", "resolution": resolution, "resolution_type": "pixel_area", "crop": False,
               "crop_style": CROP_STYLE, "minimum_image_size": 0}
     masks_id, text_id = f"{dataset}-masks", f"{dataset}-text-embeds"
-    return [
+    backends = [
         {"id": dataset, "dataset_type": "image", **common, "instance_data_dir": images_dir,
          "conditioning_data": masks_id, "caption_strategy": "textfile", "metadata_backend": "discovery",
-         "cache_dir_vae": f"{cache_dir}/vae", "text_embeds": text_id, "repeats": repeats},
+         "cache_dir_vae": f"{cache_dir}/vae", "text_embeds": text_id, "repeats": simpletuner_repeats(repeats)},
         {"id": masks_id, "dataset_type": "conditioning", "conditioning_type": "mask", **common,
          "instance_data_dir": masks_dir},
         # not "default": SimpleTuner allows one default and makes the first text-embed backend it when none is
         {"id": text_id, "dataset_type": "text_embeds", "type": "local", "cache_dir": f"{cache_dir}/text"},
     ]
+    if class_dir:
+        samples = repeats * count  # as many class samples per epoch as the photos get (kohya's is_reg rule)
+        regularisation = {"id": f"{dataset}-class", "dataset_type": "image", **common, "instance_data_dir": class_dir,
+                          "caption_strategy": "textfile", "metadata_backend": "discovery",
+                          "cache_dir_vae": f"{cache_dir}/vae-class", "text_embeds": text_id,
+                          "is_regularisation_data": True,
+                          "repeats": max(0, math.ceil(samples / class_count) - 1)}
+        if class_count > samples:
+            regularisation["max_num_samples"] = samples
+        backends.append(regularisation)
+    return backends
