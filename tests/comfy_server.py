@@ -9,6 +9,7 @@ session moves on to the next build. ``comfy.build`` says which build a test runs
 version skip with a reason naming it (``require_version``).
 """
 
+import ast
 import shutil
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from scripts.queue_workflow import ComfyClient, ComfyError, error_message  # noq
 from scripts.test_engine import TestEngine, comfyui_builds
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+PACK = Path(__file__).resolve().parent.parent
 BUILDS = comfyui_builds()
 
 
@@ -47,3 +49,15 @@ def save_fixture_image(comfy: ComfyClient, source: Path, name: str) -> str:
     """Put an image into the server's input folder (as LoadImage expects) and return its name."""
     shutil.copy(source, comfy.dirs["input"] / name)
     return name
+
+
+def pack_nodes() -> dict:
+    """``{node class name: node module}`` read from the node modules' NODE_CLASS_MAPPINGS literals (no ComfyUI import):
+    what the server must list."""
+    names = {}
+    for path in (PACK / "nodes").glob("*_nodes.py"):
+        tree = ast.parse(path.read_text())
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "NODE_CLASS_MAPPINGS":
+                names.update({k.value: path.stem for k in node.value.keys})
+    return names

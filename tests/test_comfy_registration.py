@@ -4,23 +4,12 @@ import ast
 import io
 from pathlib import Path
 
-from comfy_server import FIXTURES, ComfyError, error_message, save_fixture_image
+from comfy_server import FIXTURES, ComfyError, error_message, pack_nodes, save_fixture_image
 from graphs import diception_graph
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 COMFY_MODULES = {"comfy", "folder_paths", "server", "nodes", "execution", "comfy_extras", "comfy_api"}
-
-
-def pack_nodes():
-    # Read the mappings without importing ComfyUI: parse the node modules' NODE_CLASS_MAPPINGS dict literals.
-    names = {}
-    for path in (ROOT / "nodes").glob("*_nodes.py"):
-        tree = ast.parse(path.read_text())
-        for node in tree.body:
-            if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "NODE_CLASS_MAPPINGS":
-                names.update({k.value: path.stem for k in node.value.keys})
-    return names
 
 
 def test_every_pack_node_is_in_object_info(comfy):

@@ -14,7 +14,7 @@ import pytest
 from comfy_server import FIXTURES, ComfyError, error_message, save_fixture_image
 from file_guard import assert_unchanged, differences, snapshot
 from graphs import diception_graph
-from test_persam_nodes import persam_graph, reference_png
+from graphs import persam_graph, reference_png
 
 NAN, INF = float("nan"), float("inf")
 POINT = '[{"x": 20, "y": 30}]'

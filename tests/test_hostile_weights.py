@@ -14,8 +14,8 @@ from file_guard import assert_unchanged, snapshot
 from graphs import diception_graph
 from PIL import Image
 from safetensors.torch import load_file, save_file
-from test_persam_nodes import persam_graph, reference_png
-from test_weight_files import Payload, _write
+from graphs import persam_graph, reference_png
+from bad_weights import Payload, write_bad
 
 SAM = FIXTURES / "persam"
 DICE = FIXTURES / "diception" / "model"
@@ -51,7 +51,7 @@ def sam_file(models, name, kind):
     elif kind == "pickled object":
         torch.save({"image_encoder.x": torch.zeros(1), "y": Payload(_marker(models))}, path)
     else:
-        _write(path, kind)
+        write_bad(path, kind)
     return name
 
 
@@ -70,7 +70,7 @@ def dice_file(models, name, kind):
         path.write_bytes(pickle.dumps(ckpt))
         return name
     else:
-        _write(path, kind)
+        write_bad(path, kind)
         return name
     torch.save(ckpt, path)
     return name

@@ -12,7 +12,7 @@ import numpy as np
 from comfy_server import FIXTURES
 from graphs import load_diception, perceive
 from PIL import Image
-from test_persam_nodes import reference_png
+from graphs import reference_png
 
 PERSAM = FIXTURES / "persam" / "data"
 

@@ -4,36 +4,9 @@ import io
 
 import numpy as np
 import pytest
-from comfy_server import FIXTURES, ComfyError, error_message
+from comfy_server import ComfyError, error_message
+from graphs import persam_graph, reference_png
 from PIL import Image
-
-PERSAM = FIXTURES / "persam" / "data"
-
-
-def reference_png(comfy, name="persam_ref.png", empty=False):
-    """The fixture reference as LoadImage reads masks: RGBA with alpha 0 on the subject (mask = 1 − alpha)."""
-    rgb = np.asarray(Image.open(PERSAM / "ref.png").convert("RGB"))
-    subject = np.asarray(Image.open(PERSAM / "ref_mask.png").convert("RGB"))[..., 0] > 0
-    alpha = np.where(subject & (not empty), 0, 255).astype(np.uint8)
-    Image.fromarray(np.dstack([rgb, alpha]), "RGBA").save(comfy.dirs["input"] / name)
-    Image.open(PERSAM / "test1.png").convert("RGB").save(comfy.dirs["input"] / "persam_test1.png")
-    return name
-
-
-def persam_graph(ref_name, fine_tune=False, batch=4, sam="tiny_sam.pth"):
-    return {
-        "ref_image": {"class_type": "LoadImage", "inputs": {"image": ref_name}},
-        "test_image": {"class_type": "LoadImage", "inputs": {"image": "persam_test1.png"}},
-        "batch": {"class_type": "RepeatImageBatch", "inputs": {"image": ["test_image", 0], "amount": batch}},
-        "sam": {"class_type": "PersamSamLoader", "inputs": {"checkpoint": sam}},
-        "reference": {"class_type": "PersamReference", "inputs": {
-            "sam": ["sam", 0], "image": ["ref_image", 0], "mask": ["ref_image", 1], "fine_tune": fine_tune,
-            "box": "", "iterations": 50}},
-        "segment": {"class_type": "PersamSegment", "inputs": {"reference": ["reference", 0], "images": ["batch", 0]}},
-        "mask_image": {"class_type": "MaskToImage", "inputs": {"mask": ["segment", 0]}},
-        "save_masks": {"class_type": "SaveImage", "inputs": {"images": ["mask_image", 0], "filename_prefix": "persam_mask"}},
-        "save_preview": {"class_type": "SaveImage", "inputs": {"images": ["segment", 2], "filename_prefix": "persam_preview"}},
-    }
 
 
 @pytest.mark.parametrize("fine_tune", [False, True])

@@ -6,7 +6,7 @@ import copy
 import pytest
 from comfy_server import FIXTURES, ComfyError, error_message, save_fixture_image
 from graphs import diception_graph
-from test_persam_nodes import persam_graph, reference_png
+from graphs import persam_graph, reference_png
 
 
 def dice(**changes):

@@ -7,17 +7,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from graphs import TINY
 
 from scripts.make_workflows import ui_path
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMES = sorted(p.stem for p in (ROOT / "workflows" / "api").glob("*.json"))
-TINY = [
-    "DiceptionLoad.base_model=tiny_sd3", "DiceptionLoad.checkpoint=diception_tiny.safetensors", "DiceptionLoad.dtype=fp32",
-    "DiceptionPerceiveTask.resolution=64", "DiceptionPerceiveTask.steps=2", "PersamSamLoader.checkpoint=tiny_sam.pth",
-    "PersamReference.iterations=20", "DiceptionTrainAdapter.steps=2", "DiceptionTrainAdapter.rank=4",
-    "DiceptionTrainAdapter.resolution=64",
-]
 
 
 def test_there_is_a_workflow_for_every_use():
