@@ -25,6 +25,8 @@ def write_bad(path, kind):
     """Write a bad file of ``kind`` at ``path``."""
     if kind == "empty":
         path.write_bytes(b"")
+    elif kind == "zeros":
+        path.write_bytes(b"\x00" * 64)
     elif kind == "html":
         path.write_bytes(b"<!DOCTYPE html><html><body>Rate limited</body></html>")
     elif kind == "lfs":

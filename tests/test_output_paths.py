@@ -16,6 +16,7 @@ def output_folder(root, name):
 
 @pytest.mark.parametrize("name,message", [
     ("", "names the output folder itself"), (".", "names the output folder itself"), ("./.", "names the output folder itself"),
+    ("./", "names the output folder itself"), ("x" * 300, "255 bytes"),
     ("  ", "blank"), ("a/ /b", "blank"), ("/etc/x", "absolute path"), ("../x", "climbs out"), ("a/../../x", "climbs out"),
     ("a\x00b", "NUL byte"), ("é" * 128, "256 bytes"), ("bad\udcff", "not valid UTF-8"), (None, "expected a name"),
     ("/".join(["d" * 240] * 18), "more than the 4095"),

@@ -10,9 +10,8 @@ import json
 
 import numpy as np
 from comfy_server import FIXTURES
-from graphs import load_diception, perceive
+from graphs import load_diception, perceive, reference_png
 from PIL import Image
-from graphs import reference_png
 
 PERSAM = FIXTURES / "persam" / "data"
 
@@ -78,12 +77,9 @@ def test_each_frame_uses_its_own_points_in_perceive_task(comfy):
         alone["save"] = save(["perceive", 0], prefix)
         return np.stack(pictures(comfy, comfy.run(alone), "save")).astype(np.int16)
 
-    # the same per-frame points typed in (one image per call) give the same answers
+    # the same per-frame points typed in (one image per call) give the same answers; that each image's answer follows
+    # its own points is the engine's rule, tested in-process (test_diception_batches.py)
     assert np.abs(answers(json.dumps(points), "typed") - chained).max() <= 1
-    # frame 0's points for every frame change the answers of the frames whose points differ
-    first_only = answers(json.dumps(points[0]), "first_only")
-    differs = [bool(np.abs(first_only[i] - chained[i]).max() > 1) for i in range(6)]
-    assert differs == [points[i] != points[0] for i in range(6)], (differs, points)
 
 
 def test_several_instances_come_out_one_mask_each_with_its_image_index(comfy):

@@ -20,6 +20,7 @@ DICE = FIXTURES / "diception" / "model"
 
 BAD_FILES = [  # (name, kind, what the message must say)
     ("empty.pth", "empty", "is empty (0 bytes)"),
+    ("zeros.safetensors", "zeros", "starts with only zero bytes"),
     ("page.pth", "html", "HTML/XML page"),
     ("pointer.safetensors", "lfs", "Git LFS pointer"),
     ("noise.pth", "random", "match neither safetensors nor a PyTorch checkpoint"),
@@ -174,6 +175,14 @@ def test_every_missing_learned_tensor_is_refused_by_name(tmp_path, dice_ckpt, ba
     broken = dict(dice_ckpt, **{part: {k: v for k, v in dice_ckpt[part].items() if k != key}})
     with pytest.raises(WeightsError, match=f"dice_x.pth.*{key.split('.')[-2]}.{key.split('.')[-1]}"):
         apply_checkpoint(base_transformer, _dice_file(tmp_path, broken), torch.float32, "tiny_sd3")
+
+
+def test_a_checkpoint_without_a_part_is_not_a_diception_checkpoint(tmp_path, dice_ckpt):
+    from models.diception import load_checkpoint
+
+    broken = {k: v for k, v in dice_ckpt.items() if k != "seg_embeddings"}
+    with pytest.raises(WeightsError, match=r"dice_x.pth is not a DICEPTION checkpoint: it lacks \['seg_embeddings'\]"):
+        load_checkpoint(_dice_file(tmp_path, broken))
 
 
 def test_dice_string_values_and_wrong_shapes_are_named(tmp_path, dice_ckpt, base_transformer):
