@@ -60,15 +60,15 @@ def shifted_frames(comfy, count):
 
 
 def test_each_frame_uses_its_own_points_in_perceive_task(comfy):
-    graph, frames = frames_graph(comfy, shifted_frames(comfy, 6), batch_size=4)
+    graph, frames = frames_graph(comfy, shifted_frames(comfy, 4), batch_size=3)  # chunks of 3 + 1
     graph["model"] = load_diception()
-    graph["perceive"] = perceive(frames, "point segmentation", points=["segment", 1], batch_size=4)
+    graph["perceive"] = perceive(frames, "point segmentation", points=["segment", 1], batch_size=3)
     graph["save_answers"] = save(["perceive", 0], "frames_answer")
     graph["save_points"] = save(frames, ["segment", 1])
     entry = comfy.run(graph)
     points = json.loads(string_output(entry, "save_points"))
-    assert len(points) == 6 and all(len(p) == 1 for p in points)
-    assert len({(p[0]["x"], p[0]["y"]) for p in points}) >= 4, points  # the subject moved: the points did too
+    assert len(points) == 4 and all(len(p) == 1 for p in points)
+    assert len({(p[0]["x"], p[0]["y"]) for p in points}) >= 3, points  # the subject moved: the points did too
     chained = np.stack(pictures(comfy, entry, "save_answers")).astype(np.int16)
 
     def answers(points_text, prefix):
