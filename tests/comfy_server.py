@@ -5,10 +5,11 @@ when ``.cache/comfyui-v0.8.0`` exists (scripts/setup.sh unpacks it from ``../sha
 ``COMFYUI_DIRS``. A server test runs on each of them, with the build in its id (``test_x[comfyui-v0.8.0]``; select
 builds with ``-k``). Each server runs ``main.py --cpu`` on a free loopback port with this pack linked in, separate
 input/output/temp folders and the tiny test models (scripts/test_engine.py); it is stopped by PID when the
-session moves on to the next build. ``comfy.build`` says which build a test runs on; tests that depend on the
+session moves on to the next build, and dies with the test process if that is killed (``die_with_parent``). ``comfy.build`` says which build a test runs on; tests that depend on the
 version skip with a reason naming it (``require_version``).
 """
 
+import ast
 import shutil
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from scripts.queue_workflow import ComfyClient, ComfyError, error_message  # noq
 from scripts.test_engine import TestEngine, comfyui_builds
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+PACK = Path(__file__).resolve().parent.parent
+TEST_NODES = Path(__file__).resolve().parent / "persam_source_nodes"
 BUILDS = comfyui_builds()
 
 
@@ -29,8 +32,14 @@ def comfy_build(request):
 
 @pytest.fixture(scope="session")
 def comfy(comfy_build, tmp_path_factory):
+    """The build's server, started once per session. Beside the pack it loads tests/persam_source_nodes (another
+    pack's SAM_MODEL and a LIST of images, for test_persam_reference_nodes.py), so no test needs a server of its own
+    for them."""
+    workdir = tmp_path_factory.mktemp(comfy_build.label)
+    (workdir / "custom_nodes").mkdir()
+    (workdir / "custom_nodes" / "persam_source_nodes").symlink_to(TEST_NODES, target_is_directory=True)
     try:
-        engine = TestEngine(tmp_path_factory.mktemp(comfy_build.label), comfy_build)
+        engine = TestEngine(workdir, comfy_build)
     except (FileNotFoundError, RuntimeError) as e:
         pytest.fail(f"{comfy_build.label}: {e}")
     yield engine.client
@@ -47,3 +56,15 @@ def save_fixture_image(comfy: ComfyClient, source: Path, name: str) -> str:
     """Put an image into the server's input folder (as LoadImage expects) and return its name."""
     shutil.copy(source, comfy.dirs["input"] / name)
     return name
+
+
+def pack_nodes() -> dict:
+    """``{node class name: node module}`` read from the node modules' NODE_CLASS_MAPPINGS literals (no ComfyUI import):
+    what the server must list."""
+    names = {}
+    for path in (PACK / "nodes").glob("*_nodes.py"):
+        tree = ast.parse(path.read_text())
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "NODE_CLASS_MAPPINGS":
+                names.update({k.value: path.stem for k in node.value.keys})
+    return names

@@ -4,8 +4,8 @@ full or read-only; two servers saving into one output folder never take the same
 
 The disk-full and read-only cases mount a small tmpfs inside the output folder (needs root); where the machine
 refuses the mount they skip saying so. Slowest here: the kill test (one server start + a few seconds of writing,
-60 s on a loaded 2-core machine) and the two-server test (one more server start per build, 40 prompts: under a
-minute per build there)."""
+60 s on a loaded 2-core machine) and the two-server test (one more server start, 40 prompts, on the newest build:
+under a minute there)."""
 
 import json
 import os
@@ -167,6 +167,8 @@ def race_graph(tag, value):
 
 
 def test_two_servers_saving_into_one_folder_take_no_name_twice_and_lose_nothing(comfy, tmp_path):
+    if comfy.build != BUILD:  # the race is decided by the engine's publish (models/publish.py), the same on every build
+        pytest.skip(f"run on the newest build ({BUILD.label}): one more server start and 40 prompts would test the same engine code")
     output = comfy.dirs["output"]
     if (output / "race").exists():
         pytest.fail(f"{output / 'race'} is left from an earlier run")

@@ -61,7 +61,7 @@ def sphere_normals(size=96):
     return torch.stack([x, y, z], -1), inside
 
 
-@pytest.mark.parametrize("quantize", [False, True])
+@pytest.mark.parametrize("quantize", [False, True], ids=["float", "8-bit"])
 def test_a_normal_sphere_decodes_to_unit_vectors_within_half_a_degree(quantize):
     truth, inside = sphere_normals()
     answer = encode_normals(truth)
@@ -143,7 +143,7 @@ def test_masks_threshold_and_empty_maps():
 @pytest.mark.parametrize("bad,message", [
     (torch.zeros(1, 8, 8, 4), "expected RGB"), (torch.zeros(0, 8, 8, 3), "empty"),
     (torch.full((1, 8, 8, 3), float("nan")), "NaN"),
-])
+], ids=["4 channels", "empty batch", "NaN"])
 def test_bad_answers_are_clear_errors(bad, message):
     for decode in (decode_depth, decode_normals, decode_mask):
         with pytest.raises(ValueError, match=message):

@@ -11,9 +11,9 @@ from models.diception import loading
 DICE = FIXTURES / "diception" / "model"
 
 
-@pytest.fixture()
-def pipe(tmp_path):
-    return load_pipeline(DICE / "tiny_sd3", DICE / "diception_tiny.safetensors", torch.float32, tmp_path / "cache")
+@pytest.fixture(scope="module")
+def pipe(tmp_path_factory):
+    return load_pipeline(DICE / "tiny_sd3", DICE / "diception_tiny.safetensors", torch.float32, tmp_path_factory.mktemp("cache"))
 
 
 def test_the_checkpoint_replaces_the_base_transformer(pipe):
@@ -28,7 +28,7 @@ def test_the_checkpoint_replaces_the_base_transformer(pipe):
 
 def test_pth_and_safetensors_checkpoints_are_the_same_and_convert(tmp_path):
     pth, st = load_checkpoint(DICE / "diception_tiny.pth"), load_checkpoint(DICE / "diception_tiny.safetensors")
-    assert pth.keys() == st.keys() and all(torch.equal(pth[k], st[k]) for k in pth)
+    assert pth.keys() == st.keys() and all(pth[k].dtype == st[k].dtype and torch.equal(pth[k], st[k]) for k in pth)
     out = convert(DICE / "diception_tiny.pth", tmp_path / "converted.safetensors")
     again = load_checkpoint(out)
     assert all(torch.equal(again[k], pth[k]) for k in pth)
@@ -77,6 +77,17 @@ def test_points_are_validated(points, message):
 
 def test_points_accept_the_kjnodes_format():
     assert parse_points('[{"x": 3, "y": 4}, {"x": 9, "y": 0}]', 10, 5) == [(3.0, 4.0), (9.0, 0.0)]
+
+
+@pytest.mark.parametrize("task,settings,message", [
+    ("point segmentation", {"points": []}, "points: the 'point segmentation' task needs 1 to 5 points"),
+    ("semantic segmentation", {"category": ""}, "category: the semantic segmentation task needs a COCO category"),
+    ("depth", {"resolution": 72}, "resolution: must be a multiple of 16, got 72"),
+], ids=["no points", "no category", "resolution 72"])
+def test_bad_task_settings_name_the_input(pipe, task, settings, message):
+    with pytest.raises(ValueError) as e:
+        pipe(torch.rand(1, 32, 32, 3), task, **{"steps": 1, "resolution": 64, **settings})
+    assert message in str(e.value), str(e.value)
 
 
 def test_zero_size_images_are_refused(pipe):

@@ -40,10 +40,12 @@ def run_names(variant):
     return [r if isinstance(r, str) else r["name"] for r in index["runs"]]
 
 
-@pytest.fixture(scope="module", params=["pth", "safetensors"])
-def pipelines(request, tmp_path_factory):
+@pytest.fixture(scope="module")
+def pipelines(tmp_path_factory):
+    """The official checkpoint format (.pth); the .safetensors conversion holds the same tensors bit for bit and
+    loads through the same code from there on (test_diception_engine.py), so parity is not run twice."""
     cache = tmp_path_factory.mktemp("prompt_cache")
-    ckpt = DICE / "model" / f"diception_tiny.{request.param}"
+    ckpt = DICE / "model" / "diception_tiny.pth"
     return {
         "fp32": load_pipeline(DICE / "model" / "tiny_sd3", ckpt, torch.float32, cache),
         "bf16": load_pipeline(DICE / "model" / "tiny_sd3", ckpt, torch.bfloat16, cache),
@@ -135,11 +137,21 @@ def fp32_chain(pipe, ref, meta):
     return out
 
 
+CHAINS = {}  # (variant, run) → the pack's fp32 chain of that case: computed once per session, read by several tests
+
+
+def chain_of(pipelines, variant, run):
+    if (variant, run) not in CHAINS:
+        ref, meta = load_run(variant, run)
+        CHAINS[variant, run] = fp32_chain(pipelines["fp32"], ref, meta)
+    return CHAINS[variant, run]
+
+
 def truth_for(pipelines, run, ref, meta):
     """The float32 answer of a bf16 case: the official fp32 run if recorded, else the pack's fp32 chain."""
     if run in run_names("fp32"):
         return load_run("fp32", run)[0]
-    return fp32_chain(pipelines["fp32"], ref, meta)
+    return chain_of(pipelines, "bf16", run)
 
 
 def exact_stages(pipe, ref, meta):
@@ -185,7 +197,7 @@ def test_the_packs_fp32_chain_is_the_fp32_answer_where_the_official_one_is_missi
     """The truth of the bf16-only cases: the pack's fp32 chain agrees with the official bf16 run within the official
     code's own bf16-vs-fp32 spread of the paired cases (a broken chain would not), and its draws are the recorded ones."""
     ref, meta = load_run("bf16", run)
-    truth = fp32_chain(pipelines["fp32"], ref, meta)
+    truth = chain_of(pipelines, "bf16", run)
     assert torch.equal(truth["step0.latents_in"].to(torch.bfloat16), ref["init_latents"])
     for key in ("cond_latents", "final_latents", "image"):
         _, rel = distances(ref[key], truth[key])
@@ -196,7 +208,7 @@ def test_the_packs_fp32_chain_reproduces_the_official_fp32_runs(pipelines):
     """Where both exist, the pack's fp32 chain (used as truth elsewhere) equals the official fp32 run."""
     for run in run_names("fp32"):
         ref, meta = load_run("fp32", run)
-        ours = fp32_chain(pipelines["fp32"], ref, meta)
+        ours = chain_of(pipelines, "fp32", run)
         for key in ("prompt_embeds", "point_embeds_cond", "cond_latents", "step0.noise_pred_raw", "final_latents", "image"):
             (diff, rel) = distances(ours[key], ref[key])
             assert diff <= 1e-4 and rel <= 1e-4, f"{run} {key}: {diff:.3g} / {rel:.3g}"

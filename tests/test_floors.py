@@ -1,4 +1,4 @@
-"""The engine and parity tests once more, at the LOWEST dependency versions the pack declares
+"""The parity and loading tests once more, at the LOWEST dependency versions the pack declares
 (requirements-floors.txt = the lower bounds of requirements.txt), in .venv-floors (scripts/setup_floors.sh;
 .ci/run creates it). Server tests run only on the newest set."""
 
@@ -11,10 +11,17 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 FLOORS_PYTHON = ROOT / ".venv-floors" / "bin" / "python"
+# What the floors can break: every stage against the official code (diffusers, transformers), SAM (segment-anything),
+# the weight files (safetensors, incl. fp8 text encoders; diffusers' single-file loading), the decoders (numpy, scipy,
+# pillow). Not rerun: tests of the pack's own logic that these packages do not reach, and the parity criterion's own
+# checks against deliberately broken pipelines (they judge the criterion, not the packages).
 ENGINE_TESTS = [
-    "tests/test_decoders.py", "tests/test_diception_engine.py", "tests/test_diception_parity.py", "tests/test_persam_inputs.py",
-    "tests/test_persam_parity.py", "tests/test_text_encoder_files.py", "tests/test_tiny_models.py",
+    "tests/test_diception_parity.py", "tests/test_persam_parity.py", "tests/test_text_encoder_files.py", "tests/test_decoders.py",
+    "tests/test_diception_engine.py::test_pth_and_safetensors_checkpoints_are_the_same_and_convert",
+    "tests/test_diception_engine.py::test_a_single_file_sd3_checkpoint_gives_the_same_answers",
+    "tests/test_persam_inputs.py::test_both_checkpoint_formats_load_the_same_sam",
 ]
+NOT_AT_THE_FLOORS = "not rejects_a_broken_pipeline and not dropped_point_token"
 
 
 def floors() -> dict:
@@ -37,7 +44,7 @@ def test_engine_and_parity_tests_pass_at_the_dependency_floors():
     for name, version in floors().items():
         assert f"'{name}': '{version}'" in installed, f".venv-floors has not {name}=={version}: {installed} (re-run scripts/setup_floors.sh)"
     run = subprocess.run(
-        [FLOORS_PYTHON, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *ENGINE_TESTS],
+        [FLOORS_PYTHON, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-k", NOT_AT_THE_FLOORS, *ENGINE_TESTS],
         cwd=ROOT, capture_output=True, text=True, timeout=3600, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
     )
     assert run.returncode == 0, f"engine/parity tests failed at the floors {floors()}:\n{run.stdout[-6000:]}\n{run.stderr[-2000:]}"

@@ -1,7 +1,7 @@
 """Interrupts stop every long loop within ONE unit of work, counted exactly (no timing): the engine calls its
 callback after every unit and does no further work once the callback raises, and the nodes' callback checks
 ComfyUI's interrupt flag at every call, even when it thins the progress bar's updates. The server tests
-(test_progress_interrupt, test_hostile_interrupt) check the wiring through a real ComfyUI, in time."""
+(test_progress_interrupt) check the wiring through a real ComfyUI, in time."""
 
 import importlib.util
 import sys
@@ -17,7 +17,6 @@ from models.diception import load_pipeline
 from models.persam import make_reference
 from models.persam.scale_aware import scale_aware_weights
 from scripts.get_test_comfyui import DEFAULT_DEST
-from test_persam_frames import small_sam  # noqa: F401  (the small random SAM fixture)
 
 
 class Stop(Exception):

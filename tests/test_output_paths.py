@@ -14,12 +14,17 @@ def output_folder(root, name):
     return folder
 
 
-@pytest.mark.parametrize("name,message", [
-    ("", "names the output folder itself"), (".", "names the output folder itself"), ("./.", "names the output folder itself"),
-    ("  ", "blank"), ("a/ /b", "blank"), ("/etc/x", "absolute path"), ("../x", "climbs out"), ("a/../../x", "climbs out"),
-    ("a\x00b", "NUL byte"), ("é" * 128, "256 bytes"), ("bad\udcff", "not valid UTF-8"), (None, "expected a name"),
-    ("/".join(["d" * 240] * 18), "more than the 4095"),
-])
+BAD_NAMES = {  # id: (name, what the message says)
+    "empty": ("", "names the output folder itself"), "dot": (".", "names the output folder itself"),
+    "dot slash dot": ("./.", "names the output folder itself"), "dot slash": ("./", "names the output folder itself"),
+    "300 ASCII bytes": ("x" * 300, "255 bytes"), "blank": ("  ", "blank"), "blank component": ("a/ /b", "blank"),
+    "absolute": ("/etc/x", "absolute path"), "dot dot": ("../x", "climbs out"), "dot dot deeper": ("a/../../x", "climbs out"),
+    "NUL byte": ("a\x00b", "NUL byte"), "256 UTF-8 bytes": ("é" * 128, "256 bytes"), "not UTF-8": ("bad\udcff", "not valid UTF-8"),
+    "None": (None, "expected a name"), "path over 4095 bytes": ("/".join(["d" * 240] * 18), "more than the 4095"),
+}
+
+
+@pytest.mark.parametrize("name,message", list(BAD_NAMES.values()), ids=list(BAD_NAMES))
 def test_bad_names_are_refused_naming_the_input(tmp_path, name, message):
     with pytest.raises(ValueError, match=f"^folder: .*{message}"):
         output_folder(tmp_path, name)

@@ -10,9 +10,8 @@ import json
 
 import numpy as np
 from comfy_server import FIXTURES
-from graphs import load_diception, perceive
+from graphs import load_diception, perceive, reference_png
 from PIL import Image
-from test_persam_nodes import reference_png
 
 PERSAM = FIXTURES / "persam" / "data"
 
@@ -61,15 +60,15 @@ def shifted_frames(comfy, count):
 
 
 def test_each_frame_uses_its_own_points_in_perceive_task(comfy):
-    graph, frames = frames_graph(comfy, shifted_frames(comfy, 6), batch_size=4)
+    graph, frames = frames_graph(comfy, shifted_frames(comfy, 4), batch_size=3)  # chunks of 3 + 1
     graph["model"] = load_diception()
-    graph["perceive"] = perceive(frames, "point segmentation", points=["segment", 1], batch_size=4)
+    graph["perceive"] = perceive(frames, "point segmentation", points=["segment", 1], batch_size=3)
     graph["save_answers"] = save(["perceive", 0], "frames_answer")
     graph["save_points"] = save(frames, ["segment", 1])
     entry = comfy.run(graph)
     points = json.loads(string_output(entry, "save_points"))
-    assert len(points) == 6 and all(len(p) == 1 for p in points)
-    assert len({(p[0]["x"], p[0]["y"]) for p in points}) >= 4, points  # the subject moved: the points did too
+    assert len(points) == 4 and all(len(p) == 1 for p in points)
+    assert len({(p[0]["x"], p[0]["y"]) for p in points}) >= 3, points  # the subject moved: the points did too
     chained = np.stack(pictures(comfy, entry, "save_answers")).astype(np.int16)
 
     def answers(points_text, prefix):
@@ -78,12 +77,9 @@ def test_each_frame_uses_its_own_points_in_perceive_task(comfy):
         alone["save"] = save(["perceive", 0], prefix)
         return np.stack(pictures(comfy, comfy.run(alone), "save")).astype(np.int16)
 
-    # the same per-frame points typed in (one image per call) give the same answers
+    # the same per-frame points typed in (one image per call) give the same answers; that each image's answer follows
+    # its own points is the engine's rule, tested in-process (test_diception_batches.py)
     assert np.abs(answers(json.dumps(points), "typed") - chained).max() <= 1
-    # frame 0's points for every frame change the answers of the frames whose points differ
-    first_only = answers(json.dumps(points[0]), "first_only")
-    differs = [bool(np.abs(first_only[i] - chained[i]).max() > 1) for i in range(6)]
-    assert differs == [points[i] != points[0] for i in range(6)], (differs, points)
 
 
 def test_several_instances_come_out_one_mask_each_with_its_image_index(comfy):

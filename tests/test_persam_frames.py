@@ -12,8 +12,6 @@ from models.persam import encode_image, encode_images, make_reference
 from models.persam import encoder_attention
 from models.persam.encoder_attention import EfficientRelPosAttention, enable_efficient_attention
 from models.persam.frames import segment_frames
-from models.persam.guided_decoder import enable_target_guidance
-from models.persam.sam_loading import build_sam
 from models.persam.video import BOX_MARGIN, carried_prompt
 
 
@@ -39,21 +37,6 @@ def test_efficient_attention_matches_the_package(monkeypatch, budget):
     enable_efficient_attention(holder)
     assert all(type(b.attn) is EfficientRelPosAttention for b in enc.blocks)
     assert (enc(x) - expected).abs().max().item() <= 1e-5
-
-
-@pytest.fixture(scope="module")
-def small_sam():
-    """A random SAM with a 256-pixel input (fast), enabled as ``load_sam`` enables a loaded one."""
-    torch.manual_seed(0)
-    sam = build_sam({
-        "encoder_embed_dim": 32, "encoder_depth": 2, "encoder_num_heads": 2, "encoder_global_attn_indexes": [1],
-        "window_size": 4, "mlp_ratio": 2.0, "img_size": 256, "patch_size": 16, "out_chans": 32,
-        "prompt_embed_dim": 32, "mask_in_chans": 8, "decoder_depth": 2, "decoder_mlp_dim": 32,
-        "decoder_num_heads": 2, "num_multimask_outputs": 3, "iou_head_depth": 3, "iou_head_hidden_dim": 32,
-    })
-    enable_target_guidance(sam)
-    enable_efficient_attention(sam)
-    return sam.eval().requires_grad_(False)
 
 
 def test_loaded_sams_use_the_efficient_attention():

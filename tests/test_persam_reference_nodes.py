@@ -1,34 +1,23 @@
 """PerSAM Reference with several references, negatives and another pack's SAM_MODEL, through a real server.
 
-This module starts its own server per ComfyUI build with tests/persam_source_nodes loaded beside the pack
-(a SAM_MODEL made as storyicon/comfyui_segment_anything's loader makes it, and a list of images of
-different sizes); the experiment with that pack's own code is recorded in README "Several references".
+The session's servers load tests/persam_source_nodes beside the pack (a SAM_MODEL made as
+storyicon/comfyui_segment_anything's loader makes it, and a list of images of different sizes; tests/comfy_server.py);
+the experiment with that pack's own code is recorded in README "Several references".
 """
 
 import io
-import os
 
 import numpy as np
 import pytest
-import torch
 from comfy_server import ComfyError, error_message
 from PIL import Image
 
-from scripts.test_engine import TestEngine
-
 from persam_synthetic import build_set
-
-HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 @pytest.fixture(scope="module")
-def server(comfy_build, tmp_path_factory):
-    workdir = tmp_path_factory.mktemp(f"refs-{comfy_build.label}")
-    (workdir / "custom_nodes").mkdir()
-    os.symlink(os.path.join(HERE, "persam_source_nodes"), workdir / "custom_nodes" / "persam_source_nodes")
-    engine = TestEngine(workdir, comfy_build)
-    yield engine.client
-    engine.stop()
+def server(comfy):
+    return comfy
 
 
 def rgba(image, mask):

@@ -1,4 +1,6 @@
-"""Point JSON of Perceive Task (``parse_points``): no silent coercion, no raw Python errors."""
+"""Point JSON of Perceive Task (``parse_points``, ``parse_batch_points``): no silent coercion, no raw Python errors.
+The rules live here; the server tests send one bad point list (test_hostile_inputs.py) to prove the message reaches
+the API client."""
 
 import pytest
 
@@ -15,6 +17,15 @@ BAD = {
     "nested too deeply": ("[" * 100000 + "]" * 100000, "points: "),
     "a bare number": ("5", "points: expected a JSON list"),
     "too many before parsing": ("[" + ",".join(["1"] * 100000) + "]", "at most 5 points, got 100000"),
+    "100000 pairs": ("[" + ",".join(["[1, 1]"] * 100000) + "]", "points: DICEPTION takes at most 5 points, got 100000"),
+    "six points": (str([{"x": i, "y": i} for i in range(6)]).replace("'", '"'), "at most 5 points, got 6"),
+    "missing y": ('[{"x": 3}]', 'points[0]: expected {"x": number, "y": number}'),
+    "a triple": ("[[1, 2, 3]]", 'points[0]: expected {"x": number, "y": number}, got [1, 2, 3]'),
+    "JSON null": ("null", "points: expected a JSON list"),
+    "an integer from the API": (12, "points: expected a JSON list"),
+    "negative": ('[{"x": -3, "y": 4}]', "points[0]: (-3, 4) lies outside the 64x48 image (x must be in [0, 63], y in [0, 47])"),
+    "on the far edge": ('[{"x": 64, "y": 10}]', "outside the 64x48 image"),
+    "broken JSON": ('[{"x": 1,', "points: not valid JSON"),
 }
 
 

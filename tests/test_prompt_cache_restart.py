@@ -1,7 +1,8 @@
-"""The prompt cache through real servers: the first run builds the text encoders once, a restarted server
-(same model folders) answers the same prompt without building them, with the same result."""
+"""The prompt cache through real servers: a run with an empty cache builds the text encoders once; a second server
+started on the same model folders (a restart) answers the same prompt without building them, with the same result."""
 
 import io
+import shutil
 
 import numpy as np
 from comfy_server import FIXTURES
@@ -13,21 +14,25 @@ from scripts.test_engine import TestEngine
 BUILT = "building the text encoders"
 
 
-def run_once(workdir, prefix, build):
-    engine = TestEngine(workdir, build)
+def answer(client, prefix):
+    (client.dirs["input"] / "square.png").write_bytes((FIXTURES / "diception/images/square_64x64.png").read_bytes())
+    entry = client.run(diception_graph("square.png", task="semantic segmentation", category="cat", prefix=prefix, steps=2, guidance=2.0))
+    return np.asarray(Image.open(io.BytesIO(client.view(entry["outputs"]["save"]["images"][0]))))
+
+
+def test_the_prompt_cache_survives_a_restart(tmp_path, comfy):
+    models = comfy.dirs["models"]
+    shutil.rmtree(models / "diception" / "prompt_cache", ignore_errors=True)
+    built_before = comfy.log_path.read_text().count(BUILT)
+    first = answer(comfy, "cold")
+    assert comfy.log_path.read_text().count(BUILT) == built_before + 1, comfy.log_path.read_text()[-2000:]
+    assert list((models / "diception" / "prompt_cache").rglob("*.safetensors"))
+    (tmp_path / "restarted").mkdir()
+    (tmp_path / "restarted" / "models").symlink_to(models, target_is_directory=True)  # the same model folders
+    restarted = TestEngine(tmp_path / "restarted", comfy.build)
     try:
-        (engine.dirs["input"] / "square.png").write_bytes((FIXTURES / "diception/images/square_64x64.png").read_bytes())
-        entry = engine.client.run(diception_graph("square.png", task="semantic segmentation", category="cat", prefix=prefix, steps=2, guidance=2.0))
-        image = np.asarray(Image.open(io.BytesIO(engine.client.view(entry["outputs"]["save"]["images"][0]))))
+        second = answer(restarted.client, "warm")
     finally:
-        engine.stop()
-    return image, engine.log_path.read_text()
-
-
-def test_the_prompt_cache_survives_a_restart(tmp_path, comfy_build):
-    first, log_first = run_once(tmp_path, "cold", comfy_build)
-    second, log_second = run_once(tmp_path, "warm", comfy_build)
-    assert log_first.count(BUILT) == 1, log_first[-2000:]
-    assert BUILT not in log_second
-    assert list((tmp_path / "models" / "diception" / "prompt_cache").rglob("*.safetensors"))
+        restarted.stop()
+    assert BUILT not in restarted.log_path.read_text()
     assert np.array_equal(first, second)

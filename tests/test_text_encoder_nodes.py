@@ -49,14 +49,12 @@ def test_the_encoder_inputs_list_comfyuis_text_encoder_folders(comfy, models):
         assert {"clip_l.safetensors", "t5xxl_fp16.safetensors", "t5xxl_fp8_e4m3fn_scaled.safetensors"} <= set(choices)
 
 
-@pytest.mark.parametrize("t5xxl", ["t5xxl_fp16.safetensors", "t5xxl_fp8_e4m3fn.safetensors", "t5xxl_fp8_e4m3fn_scaled.safetensors"])
-def test_plain_single_file_with_separate_encoders(comfy, models, t5xxl):
-    run_cold(comfy, models, PLAIN, clip_l="auto", clip_g="auto", t5xxl=t5xxl)
-
-
-def test_incl_clips_single_file_and_diffusers_folder(comfy, models):
+def test_a_plain_single_file_with_separate_encoders_and_an_incl_clips_single_file(comfy, models):
+    """Where ComfyUI keeps them: the plain single file finds clip_l / clip_g in models/text_encoders and the chosen
+    scaled-fp8 T5 in models/clip. Each file format (fp16, fp8, scaled fp8, incl_clips) is read and checked against the
+    diffusers folder in-process (test_text_encoder_files.py); the folder with an empty cache: test_prompt_cache_restart."""
+    run_cold(comfy, models, PLAIN, clip_l="auto", clip_g="auto", t5xxl="t5xxl_fp8_e4m3fn_scaled.safetensors")
     run_cold(comfy, models, INCL)
-    run_cold(comfy, models, "tiny_sd3")
 
 
 def test_several_t5_files_ask_for_a_choice(comfy, models):

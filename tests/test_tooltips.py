@@ -8,7 +8,7 @@ import ast
 from pathlib import Path
 
 import pytest
-from test_comfy_registration import pack_nodes
+from comfy_server import pack_nodes
 
 ROOT = Path(__file__).resolve().parent.parent
 

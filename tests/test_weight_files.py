@@ -1,13 +1,9 @@
 """Weight files classified by what they are (models/weights.py), SAM and DICEPTION checkpoints checked key by key,
 and the torch < 2.6 guard for pickles (CVE-2025-32434), without ComfyUI."""
 
-import os
-import pickle
-import random
-import zipfile
-
 import pytest
 import torch
+from bad_weights import Payload, write_bad
 from conftest import FIXTURES
 from diffusers import SD3Transformer2DModel
 from diffusers.models.embeddings import get_2d_sincos_pos_embed
@@ -20,48 +16,11 @@ from models.weights import WeightsError, classify, load_weights
 
 SAM = FIXTURES / "persam"
 DICE = FIXTURES / "diception" / "model"
-TENSORS = {"a": torch.zeros(3)}
-
-
-class Payload:
-    """Would create a folder if it were ever unpickled."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.mkdir, (str(self.marker),))
-
-
-def _write(path, kind):
-    """Bad weight files of every kind a user (or a broken download) produces."""
-    if kind == "empty":
-        path.write_bytes(b"")
-    elif kind == "html":
-        path.write_bytes(b"<!DOCTYPE html><html><body>Rate limited</body></html>")
-    elif kind == "lfs":
-        path.write_bytes(b"version https://git-lfs.github.com/spec/v1\noid sha256:0\nsize 9\n")
-    elif kind == "random":
-        path.write_bytes(random.Random(0).randbytes(4096))
-    elif kind == "plain pickle":
-        path.write_bytes(pickle.dumps(TENSORS))
-    elif kind == "safetensors":
-        save_file(TENSORS, str(path))
-    elif kind == "torch":
-        torch.save(TENSORS, path)
-    elif kind == "truncated torch":
-        torch.save({"a": torch.zeros(1000)}, path)
-        path.write_bytes(path.read_bytes()[:2000])
-    elif kind == "truncated safetensors":
-        save_file({"a": torch.zeros(1000)}, str(path))
-        path.write_bytes(path.read_bytes()[:-100])
-    elif kind == "other zip":
-        with zipfile.ZipFile(path, "w") as archive:
-            archive.writestr("notes.txt", "hello")
 
 
 BAD_FILES = [  # (name, kind, what the message must say)
     ("empty.pth", "empty", "is empty (0 bytes)"),
+    ("zeros.safetensors", "zeros", "starts with only zero bytes"),
     ("page.pth", "html", "HTML/XML page"),
     ("pointer.safetensors", "lfs", "Git LFS pointer"),
     ("noise.pth", "random", "match neither safetensors nor a PyTorch checkpoint"),
@@ -78,7 +37,7 @@ BAD_FILES = [  # (name, kind, what the message must say)
 @pytest.mark.parametrize("name,kind,message", BAD_FILES, ids=[b[0] + ":" + b[1] for b in BAD_FILES])
 def test_bad_weight_files_say_what_they_really_are(tmp_path, name, kind, message):
     path = tmp_path / name
-    _write(path, kind)
+    write_bad(path, kind)
     with pytest.raises(WeightsError) as e:
         load_weights(path)
     assert name in str(e.value) and message in str(e.value), str(e.value)
@@ -86,8 +45,8 @@ def test_bad_weight_files_say_what_they_really_are(tmp_path, name, kind, message
 
 
 def test_good_files_of_both_kinds_load(tmp_path):
-    _write(tmp_path / "a.safetensors", "safetensors")
-    _write(tmp_path / "a.pth", "torch")
+    write_bad(tmp_path / "a.safetensors", "safetensors")
+    write_bad(tmp_path / "a.pth", "torch")
     assert classify(tmp_path / "a.safetensors") == weights.SAFETENSORS and classify(tmp_path / "a.pth") == weights.TORCH_ZIP
     assert torch.equal(load_weights(tmp_path / "a.safetensors")["a"], load_weights(tmp_path / "a.pth")["a"])
 
@@ -216,6 +175,14 @@ def test_every_missing_learned_tensor_is_refused_by_name(tmp_path, dice_ckpt, ba
     broken = dict(dice_ckpt, **{part: {k: v for k, v in dice_ckpt[part].items() if k != key}})
     with pytest.raises(WeightsError, match=f"dice_x.pth.*{key.split('.')[-2]}.{key.split('.')[-1]}"):
         apply_checkpoint(base_transformer, _dice_file(tmp_path, broken), torch.float32, "tiny_sd3")
+
+
+def test_a_checkpoint_without_a_part_is_not_a_diception_checkpoint(tmp_path, dice_ckpt):
+    from models.diception import load_checkpoint
+
+    broken = {k: v for k, v in dice_ckpt.items() if k != "seg_embeddings"}
+    with pytest.raises(WeightsError, match=r"dice_x.pth is not a DICEPTION checkpoint: it lacks \['seg_embeddings'\]"):
+        load_checkpoint(_dice_file(tmp_path, broken))
 
 
 def test_dice_string_values_and_wrong_shapes_are_named(tmp_path, dice_ckpt, base_transformer):

@@ -6,19 +6,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from graphs import TINY
+from PIL import Image
 
 from scripts.make_workflows import ui_path
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMES = sorted(p.stem for p in (ROOT / "workflows" / "api").glob("*.json"))
-TINY = [
-    "DiceptionLoad.base_model=tiny_sd3", "DiceptionLoad.checkpoint=diception_tiny.safetensors", "DiceptionLoad.dtype=fp32",
-    "DiceptionLoad.clip_l=auto", "DiceptionLoad.clip_g=auto", "DiceptionLoad.t5xxl=auto",
-    "DiceptionPerceiveTask.resolution=64", "DiceptionPerceiveTask.steps=2", "PersamSamLoader.checkpoint=tiny_sam.pth",
-    "PersamReference.iterations=20", "DiceptionTrainAdapter.steps=2", "DiceptionTrainAdapter.rank=4",
-    "DiceptionTrainAdapter.resolution=64",
-]
 
 
 def test_there_is_a_workflow_for_every_use():
@@ -29,16 +25,38 @@ def test_there_is_a_workflow_for_every_use():
     assert all(ui_path(n).is_file() for n in NAMES)
 
 
+def depth_outputs_are_all_downloaded(written):
+    """Every output file the history lists is downloaded, Save Depth's float32 .npy included."""
+    scene = Image.open(ROOT / "workflows" / "images" / "example_scene.png")
+    arrays = [np.load(p) for p in written if p.suffix == ".npy"]
+    assert len(arrays) == 1 and arrays[0].dtype == np.float32 and arrays[0].shape == scene.size[::-1]
+    depth_png = next(p for p in written if p.name.startswith("diception_") and "_depth" not in p.name and p.suffix == ".png")
+    assert np.asarray(Image.open(depth_png)).dtype == np.uint16 or Image.open(depth_png).mode.startswith("I")
+    assert {p.name.split("_0")[0] for p in written} >= {"diception_depth", "diception_depth_preview", "diception"}
+
+
+def the_typed_points_were_used(written):
+    assert [p for p in written if p.name.startswith("diception_point_mask_")], written
+
+
+# --set beyond the tiny models, and what each run's downloads must show (queue_workflow.py's contract, checked on the
+# workflows' own runs): a JSON list for the STRING points widget arrives as its text.
+SETS = {"diception_point_segmentation": ['DiceptionPerceiveTask.points=[{"x":5,"y":5}]']}
+CHECKS = {"diception_depth": depth_outputs_are_all_downloaded, "diception_point_segmentation": the_typed_points_were_used}
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_api_workflow_runs_headless(comfy, name, tmp_path):
     images = [str(p) for p in (ROOT / "workflows" / "images").glob("*.png")]
     port = comfy.url.rsplit(":", 1)[1]
     cmd = [sys.executable, str(ROOT / "scripts" / "queue_workflow.py"), str(ROOT / "workflows" / "api" / f"{name}.json"),
            "--port", port, "--out", str(tmp_path / "out")] + [a for i in images for a in ("--image", i)]
-    cmd += [a for s in TINY for a in ("--set", s)]
+    cmd += [a for s in TINY + SETS.get(name, []) for a in ("--set", s)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
-    assert list((tmp_path / "out").glob("*.png")) or name == "persam_dreambooth_dataset"
+    written = [Path(line) for line in done.stdout.split()]
+    assert all(p.is_file() for p in written) and (list((tmp_path / "out").glob("*.png")) or name == "persam_dreambooth_dataset")
+    CHECKS.get(name, lambda _: None)(written)
 
 
 def test_the_queue_client_fails_with_the_servers_message(comfy, tmp_path):

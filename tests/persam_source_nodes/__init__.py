@@ -1,4 +1,5 @@
-"""Test-only ComfyUI nodes (loaded only into the servers of tests/test_persam_reference_nodes.py).
+"""Test-only ComfyUI nodes (loaded into the test servers beside the pack by tests/comfy_server.py, for
+tests/test_persam_reference_nodes.py).
 
 ``TestSamModelLoader`` returns a ``SAM_MODEL`` exactly as storyicon/comfyui_segment_anything's
 SAMModelLoader builds one (node.py ``load_sam_model``, read at HEAD ab63955): a ``segment_anything`` ``Sam``
