@@ -45,13 +45,13 @@ OUT = Path(__file__).resolve().parent / "sam_miniature.safetensors"
 CONFIG = {  # the miniature's sizes (the loader reads them back off the weights)
     "img_size": SIZE, "patch_size": 8, "encoder_embed_dim": 64, "encoder_depth": 3, "encoder_num_heads": 4,
     "encoder_global_attn_indexes": [2], "window_size": 8, "prompt_embed_dim": 64, "decoder_depth": 2,
-    "decoder_mlp_dim": 256, "decoder_num_heads": 8,
+    "decoder_mlp_dim": 256, "decoder_num_heads": 2,
 }
 STEPS = 3000  # the committed weights: see the log beside them for the steps actually run
 BATCH = 8  # images per step
 PROMPTS = 3  # objects prompted per image
 CORRECTIVE = 1  # corrective clicks after the first prompt
-LR, WARMUP, WEIGHT_DECAY = 6e-4, 30, 0.05
+LR, WARMUP, WEIGHT_DECAY = 1e-3, 30, 0.05
 
 
 def build_miniature(seed: int = 0) -> Sam:
@@ -249,7 +249,11 @@ def save_weights(sam, out: Path, log: dict):
     from models.publish import publish_file, remove, temporary_name, write_bytes
 
     state = {k: v.detach().float().contiguous() for k, v in sam.state_dict().items()}
+    # The decoder's head count is not visible in the weights: the loader reads it from <name>_config.json.
+    # (With SAM's 8 heads, the decoder's cross-attention has 64 / 2 / 8 = 4 dimensions per head: trained that way,
+    # the miniature ignored its prompts and drew every object, point IoU 0.36 after 150 and after 350 steps.)
     blobs = {out: save(state, metadata={"format": "pt", "trained_by": "scripts/miniature_sam/train.py"}),
+             out.with_name(out.stem + "_config.json"): (json.dumps({"decoder_num_heads": CONFIG["decoder_num_heads"]}) + "\n").encode(),
              out.with_suffix(".log.json"): (json.dumps(log, indent=1) + "\n").encode()}
     for path, blob in blobs.items():
         temp = write_bytes(temporary_name(path.parent, path.name), lambda f, blob=blob: f.write(blob))
