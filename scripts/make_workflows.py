@@ -13,7 +13,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from scripts.miniature_sam.examples import boxes as example_boxes  # noqa: E402
 from scripts.test_engine import TestEngine  # noqa: E402
 
 DICE = {"class_type": "DiceptionLoad", "inputs": {"base_model": "stable-diffusion-3-medium-diffusers", "checkpoint": "DICEPTION_v1.pth", "dtype": "auto", "clip_l": "auto", "clip_g": "auto", "t5xxl": "auto"}}
@@ -99,15 +98,11 @@ WORKFLOWS = {
         "7": {"class_type": "PersamSaveDreamBoothDataset", "inputs": {"images": ["2", 0], "masks": ["6", 0], "folder": "dreambooth/subject", "caption": "a photo of sks toy", "onetrainer_masklabels": True}},
         "8": save(["6", 2], "dreambooth_preview"),
     },
-    "persam_several_references": {  # two references (two looks of the subject) batched, each by its box line
-        "1": dict(load("example_reference_1.png"), _meta={"title": "Reference 1 (box line 1)"}),
-        "10": dict(load("example_reference_2.png"), _meta={"title": "Reference 2 (box line 2)"}),
-        "11": {"class_type": "ImageBatch", "inputs": {"image1": ["1", 0], "image2": ["10", 0]}},
-        "2": load("example_photo.png"), "3": SAM,
-        "5": dict(load("example_negative.png"), _meta={"title": "Negative (look-alike painted as the mask)"}),
-        "4": {"class_type": "PersamReference", "_meta": {"title": "PerSAM Reference (box: line 1 = Reference 1, line 2 = Reference 2)"},
-              "inputs": {"sam": ["3", 0], "image": ["11", 0], "fine_tune": False, "box": example_boxes(),
-                         "iterations": 1000, "negative_images": ["5", 0], "negative_masks": ["5", 1]}},
+    "persam_several_references": {  # a 2-frame PNG: frame 1 with its mask (alpha), frame 2 without (box line 2)
+        "1": load("example_references.png"), "2": load("example_photo.png"), "3": SAM, "5": load("example_negative.png"),
+        "4": {"class_type": "PersamReference", "inputs": {
+            "sam": ["3", 0], "image": ["1", 0], "mask": ["1", 1], "fine_tune": False, "box": "\n160, 100, 256, 188",
+            "iterations": 1000, "negative_images": ["5", 0], "negative_masks": ["5", 1]}},
         "6": {"class_type": "PersamSegment", "inputs": {"reference": ["4", 0], "images": ["2", 0], "max_instances": 1, "overlap_stop": 0.5}},
         "7": {"class_type": "MaskToImage", "inputs": {"mask": ["6", 0]}}, "8": save(["7", 0], "persam_refs_mask"),
         "9": save(["6", 2], "persam_refs_preview"),
@@ -257,8 +252,6 @@ def to_ui(api: dict, object_info: dict) -> dict:
         node = {"id": ids[key], "type": spec["class_type"], "pos": [0, 0],
                 "size": [NODE_WIDTH, 0], "flags": {}, "order": 0, "mode": 0, "inputs": [], "outputs": [],
                 "properties": {"Node name for S&R": spec["class_type"]}, "widgets_values": []}
-        if "title" in spec.get("_meta", {}):  # the API format's node title (as ComfyUI's API export writes it)
-            node["title"] = spec["_meta"]["title"]
         for name, kind, options in input_specs(info):
             value = spec["inputs"].get(name)
             if is_widget(kind):

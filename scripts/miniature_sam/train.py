@@ -47,7 +47,7 @@ CONFIG = {  # the miniature's sizes (the loader reads them back off the weights)
     "encoder_global_attn_indexes": [2], "window_size": 8, "prompt_embed_dim": 64, "decoder_depth": 2,
     "decoder_mlp_dim": 256, "decoder_num_heads": 2,
 }
-STEPS = 3000  # the committed weights: see the log beside them for the steps actually run
+STEPS = 250  # the committed weights (sam_miniature.log.json); they do not segment yet: train longer (--steps, --resume)
 BATCH = 8  # images per step
 PROMPTS = 3  # objects prompted per image
 CORRECTIVE = 1  # corrective clicks after the first prompt
