@@ -17,7 +17,7 @@ Every step's scenes come from ``training_scene(seed)`` with the step's own seeds
 data. A state file (``<out>.state.pt``) every ``--checkpoint-every`` steps lets a long run stop and resume
 (``--resume``); the final weights are written with models/publish.py's crash-safe helper as ``.safetensors`` in
 ``segment_anything``'s key names (``image_encoder.*``, ``prompt_encoder.*``, ``mask_decoder.*``), which the pack's
-``load_sam`` reads (architecture read off the weights), with a ``<out>.json`` training log (first steps' losses,
+``load_sam`` reads (architecture read off the weights), with a ``<name>.log.json`` training log and ``<name>_config.json`` (the decoder heads) (first steps' losses,
 which ``tests/test_persam_miniature.py`` re-computes).
 """
 
