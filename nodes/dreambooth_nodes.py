@@ -7,6 +7,7 @@ import torch
 import folder_paths
 
 from ..models.dreambooth import RESOLUTIONS, export_dataset, latent_loss_mask, training_mask
+from ..models.rows import row_chunks
 from .persam_nodes import segment_batch
 
 RESOLUTION_CHOICES = {f"{r} ({models})": r for r, models in zip(RESOLUTIONS, ("SDXL, SD3, Flux", "SD2", "SD1.5"))}
@@ -48,8 +49,8 @@ class DreamBoothMask:
         masks = training_mask(found, grow_pixels, feather_pixels, fill_holes)
         preview = torch.empty_like(images)  # the kept regions, a few rows at a time (no full-size temporaries)
         for i in range(images.shape[0]):
-            for top in range(0, images.shape[1], 512):
-                preview[i, top : top + 512] = images[i, top : top + 512] * (0.25 + 0.75 * masks[i, top : top + 512, :, None])
+            for rows in row_chunks(images.shape[1]):
+                preview[i, rows] = images[i, rows] * (0.25 + 0.75 * masks[i, rows, :, None])
         return (masks, latent_loss_mask(masks, vae_factor), preview)
 
 
