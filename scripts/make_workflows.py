@@ -13,7 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from scripts.test_engine import TestEngine  # noqa: E402
+from scripts.local_comfyui import LocalComfyUI  # noqa: E402
 
 DICE = {"class_type": "DiceptionLoad", "inputs": {"base_model": "stable-diffusion-3-medium-diffusers", "checkpoint": "DICEPTION_v1.pth", "dtype": "auto", "clip_l": "auto", "clip_g": "auto", "t5xxl": "auto"}}
 SAM = {"class_type": "PersamSamLoader", "inputs": {"checkpoint": "sam_vit_h_4b8939.pth"}}
@@ -303,7 +303,7 @@ def to_ui(api: dict, object_info: dict) -> dict:
 
 def main():
     with tempfile.TemporaryDirectory() as work:
-        engine = TestEngine(work)
+        engine = LocalComfyUI(work)
         try:
             object_info = engine.client.object_info()
         finally:

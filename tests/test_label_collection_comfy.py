@@ -14,7 +14,7 @@ import pytest
 
 from label_collection_checks import check_exactly_once, decoded, kill_group, make_photos, run, start, wait_for, write_manifest
 from scripts import queue_workflow
-from scripts.test_engine import ROOT, TestEngine
+from scripts.local_comfyui import ROOT, LocalComfyUI
 
 JOBS = 60
 IN_FLIGHT = 2
@@ -30,7 +30,7 @@ def servers(comfy_build, tmp_path_factory):
     engines = []
     try:
         for i in range(2):
-            engines.append(TestEngine(tmp_path_factory.mktemp(f"label-{comfy_build.label}-{i}"), comfy_build))
+            engines.append(LocalComfyUI(tmp_path_factory.mktemp(f"label-{comfy_build.label}-{i}"), comfy_build))
         yield engines
     finally:
         for engine in engines:

@@ -20,7 +20,7 @@ from PIL import Image
 from label_collection_checks import check_exactly_once, decoded, kill_group, make_photos, run, start, wait_for, write_manifest
 from scripts import queue_workflow
 from scripts.collection.job_outputs import read_runs
-from scripts.test_engine import ROOT
+from scripts.local_comfyui import ROOT
 
 JOBS = 60
 WORKERS = 2

@@ -12,7 +12,7 @@ import pytest
 from scripts.collection.job_outputs import JobFolder, clear_partial, complete_keys, is_complete
 from scripts.collection.jobs import job_key, read_manifest
 from scripts.collection.server_slots import NoServerLeft, ServerSlots
-from scripts.test_engine import ROOT
+from scripts.local_comfyui import ROOT
 
 
 def test_job_keys_are_the_id_when_plain_and_never_shared():

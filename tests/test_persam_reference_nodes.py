@@ -14,7 +14,7 @@ import torch
 from comfy_server import ComfyError, error_message
 from PIL import Image
 
-from scripts.test_engine import TestEngine
+from scripts.local_comfyui import LocalComfyUI
 
 from persam_synthetic import build_set
 
@@ -26,7 +26,7 @@ def server(comfy_build, tmp_path_factory):
     workdir = tmp_path_factory.mktemp(f"refs-{comfy_build.label}")
     (workdir / "custom_nodes").mkdir()
     os.symlink(os.path.join(HERE, "persam_source_nodes"), workdir / "custom_nodes" / "persam_source_nodes")
-    engine = TestEngine(workdir, comfy_build)
+    engine = LocalComfyUI(workdir, comfy_build)
     yield engine.client
     engine.stop()
 

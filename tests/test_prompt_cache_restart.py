@@ -8,13 +8,13 @@ from comfy_server import FIXTURES
 from graphs import diception_graph
 from PIL import Image
 
-from scripts.test_engine import TestEngine
+from scripts.local_comfyui import LocalComfyUI
 
 BUILT = "building the text encoders"
 
 
 def run_once(workdir, prefix, build):
-    engine = TestEngine(workdir, build)
+    engine = LocalComfyUI(workdir, build)
     try:
         (engine.dirs["input"] / "square.png").write_bytes((FIXTURES / "diception/images/square_64x64.png").read_bytes())
         entry = engine.client.run(diception_graph("square.png", task="semantic segmentation", category="cat", prefix=prefix, steps=2, guidance=2.0))

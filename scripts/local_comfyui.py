@@ -1,4 +1,5 @@
-"""Start and stop a ComfyUI for tests on a free loopback port: the 2024-03 test engine (scripts/get_test_comfyui.py),
+"""Start and stop a ComfyUI on a free loopback port (the node tests, scripts/make_workflows.py,
+scripts/make_thumbnails.py, scripts/demo.py): the 2024-03 test engine (scripts/get_test_comfyui.py),
 ComfyUI v0.8.0 (``.cache/comfyui-v0.8.0``, unpacked by scripts/setup.sh) or any ComfyUI folder named in
 ``COMFYUI_DIRS`` (see ``comfyui_builds``).
 
@@ -117,8 +118,8 @@ def cli_flags(comfyui: Path) -> set:
     return set(re.findall(r'"(--[a-z0-9-]+)"', source.read_text())) if source.is_file() else set()
 
 
-class TestEngine:
-    __test__ = False  # not a test class (pytest collects names starting with "Test")
+class LocalComfyUI:
+    """One ComfyUI server on a free loopback port with this pack linked in (``client``: a ``ComfyClient``)."""
 
     def __init__(self, workdir, comfyui=DEFAULT_DEST, startup_timeout=120, output=None):
         """``output``: another output folder (e.g. one shared by two servers) instead of ``workdir/output``."""
