@@ -22,3 +22,15 @@ def to_uint8(image, rows: int = ROWS) -> np.ndarray:
         chunk = chunk.detach().cpu().numpy() if isinstance(chunk, torch.Tensor) else chunk
         out[rows] = (np.clip(chunk, 0, 1) * 255).round()
     return out
+
+
+def overlay(images: torch.Tensor, masks: torch.Tensor, colour=(1.0, 0.2, 0.2), alpha=0.5) -> torch.Tensor:
+    """The images (B, H, W, 3) with their masks (B, H, W) tinted (a preview), chunk by chunk: no full-size temporaries
+    besides the output."""
+    tint = torch.tensor(colour, dtype=images.dtype, device=images.device)
+    out = torch.empty_like(images)
+    for i in range(images.shape[0]):
+        for rows in row_chunks(images.shape[1]):
+            m = masks[i, rows, :, None].to(images.dtype) * alpha
+            out[i, rows] = images[i, rows] * (1 - m) + tint * m
+    return out

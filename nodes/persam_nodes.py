@@ -3,8 +3,7 @@
 import json
 import logging
 
-import torch
-
+from ..models.rows import overlay
 from . import model_folders
 from .comfy_host import ComfyHost
 
@@ -194,20 +193,6 @@ def segment_batch(reference: PersamReference, images, max_instances=1, overlap_s
     for i in result.empty_frames:
         log.warning("PerSAM found nothing in image %d of the batch; its mask is all zero", i)
     return result
-
-
-def overlay(images: torch.Tensor, masks: torch.Tensor, colour=(1.0, 0.2, 0.2), alpha=0.5) -> torch.Tensor:
-    """The images with their masks tinted (a preview), a few image rows at a time: no full-size temporaries besides
-    the output."""
-    from ..models.rows import row_chunks
-
-    tint = torch.tensor(colour, dtype=images.dtype, device=images.device)
-    out = torch.empty_like(images)
-    for i in range(images.shape[0]):
-        for rows in row_chunks(images.shape[1]):
-            m = masks[i, rows, :, None].to(images.dtype) * alpha
-            out[i, rows] = images[i, rows] * (1 - m) + tint * m
-    return out
 
 
 NODE_CLASS_MAPPINGS = {"PersamSamLoader": SamLoader, "PersamReference": PersamReferenceNode, "PersamSegment": PersamSegment}
