@@ -21,12 +21,11 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from models.diception import DicePipeline, load_pipeline  # noqa: E402
+from models.diception import DTYPES, DicePipeline, load_pipeline  # noqa: E402
 from models.diception.point_encoder import PointEncoder  # noqa: E402
 from models.diception.tasks import TASK_PROMPTS  # noqa: E402
 
 MODEL = ROOT / "tests" / "fixtures" / "diception" / "model"
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class RandomText:

@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from comfy_standin import WORKFLOW  # noqa: E402
 from scripts.collection import pipeline  # noqa: E402
 from scripts.collection.comfy_labeler import ComfyLabeler  # noqa: E402
-from scripts.test_engine import free_port  # noqa: E402
+from scripts.local_comfyui import free_port  # noqa: E402
 
 
 def start_servers(count: int, latency: float) -> list:

@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from scripts.collection import pipeline  # noqa: E402
 from scripts.collection.comfy_labeler import ComfyLabeler  # noqa: E402
 from scripts.collection.engine_labeler import EngineLabeler, engine_settings  # noqa: E402
-from scripts.test_engine import TestEngine, comfyui_builds  # noqa: E402
+from scripts.local_comfyui import LocalComfyUI, comfyui_builds  # noqa: E402
 
 TINY = ROOT / "tests" / "fixtures" / "diception" / "model"
 
@@ -67,7 +67,7 @@ def main():
           f"{args.steps} step(s), 64x48 photos, tiny models")
     if not args.skip_comfy:
         build = [b for b in comfyui_builds() if "v0.8.0" in b.label] or comfyui_builds()
-        servers = [TestEngine(work / f"server{i}", build[0]) for i in range(2)]
+        servers = [LocalComfyUI(work / f"server{i}", build[0]) for i in range(2)]
         try:
             workflow = json.loads((ROOT / "workflows" / "api" / "diception_depth.json").read_text())
             sets = ["DiceptionLoad.base_model=tiny_sd3", "DiceptionLoad.checkpoint=diception_tiny.safetensors",

@@ -21,6 +21,7 @@ import secrets
 import shutil
 from pathlib import Path
 
+from .inputs import PACKAGE
 from .output_paths import MAX_NAME_BYTES, byte_length
 
 PARTIAL = ".partial"
@@ -30,6 +31,9 @@ TAKEN = {errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR}
 
 class SaveError(OSError):
     """A save failed: the message names the input, the folder and the cause, and says what was left behind."""
+
+
+SaveError.__module__ = PACKAGE  # path-free type name for API clients (see models.inputs)
 
 
 CAUSES = {  # errno → (what happened, what to do)

@@ -12,7 +12,6 @@ import folder_paths
 from ..models.diception.adapter import DEFAULT_RANK, MAX_RANK, MAX_STEPS
 from ..models.diception.adapter_file import load_adapter, save_adapter
 from ..models.output_paths import check_name, contained
-from . import comfy_adapter
 from .diception_nodes import DiceptionModel
 
 BUILT_IN_SETS = Path(__file__).resolve().parent.parent / "workflows" / "images"  # e.g. diception_examples/red_objects
@@ -147,10 +146,8 @@ class TrainDiceptionAdapter:
 
         settings = TrainingSettings(steps=steps, learning_rate=learning_rate, rank=rank, batch_size=batch_size,
                                     resolution=resolution, seed=seed, checkpointing=gradient_checkpointing)
-        progress = comfy_adapter.Progress(steps)
-        pipeline, adapter, losses = train_adapter(
+        pipeline, adapter, losses = train_adapter(  # progress and interrupt: through the pipeline's host
             model.pipeline, pairs_images, pairs_targets, task_name.strip(), prompt, settings,
-            callback=lambda done, total, loss: progress(done, total),
         )
         return (DiceptionModel(pipeline), adapter, loss_curve(losses))
 

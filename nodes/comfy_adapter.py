@@ -1,4 +1,7 @@
-"""Everything that depends on the ComfyUI version lives here, so node files never branch on versions.
+"""ComfyUI's model management, progress bar and interrupt, as the pack uses them, with the branches on ComfyUI's
+version they need (``load``, ``tokenizer_dirs``). Other modules meet version differences of their own:
+``model_folders`` (``text_encoders`` in current builds, only ``clip`` in older ones) and ``text_encoder_device``
+(ComfyUI's text-encoder device policy and memory figures).
 
 Checked against the 2024-03 test engine and ComfyUI v0.8.0+.
 """

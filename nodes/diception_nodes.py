@@ -1,42 +1,19 @@
 """ComfyUI nodes for DICEPTION: Load DICEPTION and Perceive Task."""
 
-import logging
+from ..models.diception import COCO_CATEGORIES, DTYPES, TASK_PROMPTS
+from ..models.points import MAX_POINTS
+from . import comfy_adapter, model_downloads, model_folders
+from .comfy_host import ComfyHost
 
-import torch
-
-from ..models.diception import COCO_CATEGORIES, POINT_TASK, TASK_PROMPTS, parse_batch_points
-from . import comfy_adapter, model_downloads, model_folders, text_encoder_device
-
-DTYPES = {"auto": None, "bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 POINT_ORDERS = {"yx (training data)": "yx", "xy (official inference.py)": "xy"}
-log = logging.getLogger(__name__)
 
 
 class DiceptionModel:
-    """What flows along a DICEPTION_MODEL link: the pipeline and its parts wrapped for model management."""
+    """What flows along a DICEPTION_MODEL link: the pipeline, whose host (``ComfyHost``) loads its parts through
+    ComfyUI's model management."""
 
     def __init__(self, pipeline):
         self.pipeline = pipeline
-        self.patchers = {
-            "denoiser": comfy_adapter.managed([pipeline.transformer, pipeline.point_encoder]),
-            "vae": comfy_adapter.managed([pipeline.vae]),
-        }
-        self._transient = {}
-        pipeline.prepare = self.prepare
-        pipeline.release = self.release
-
-    def prepare(self, name, modules):
-        if name == "text_encoders":  # ComfyUI's text-encoder devices; the CPU where they cannot fit whole
-            device = text_encoder_device.text_encoder_device(text_encoder_device.module_bytes(modules))
-            self._transient[name] = comfy_adapter.managed(modules, device, comfy_adapter.text_encoder_offload_device())
-        elif name not in self.patchers:
-            self._transient[name] = comfy_adapter.managed(modules)
-        comfy_adapter.load([self.patchers.get(name) or self._transient[name]])
-
-    def release(self, name, modules):
-        patcher = self._transient.pop(name, None)
-        if patcher is not None:
-            comfy_adapter.unload(patcher)
 
 
 TEXT_ENCODER_TIPS = {
@@ -75,7 +52,7 @@ class LoadDiception:
                     {"tooltip": "SD3-medium: a diffusers folder under models/diception, or an sd3_medium*.safetensors single file from models/checkpoints"},
                 ),
                 "checkpoint": (model_downloads.with_known(model_folders.weight_files("diception"), "diception"), {"tooltip": "DICEPTION_v1.pth or its .safetensors conversion"}),
-                "dtype": (list(DTYPES), {"default": "auto", "tooltip": "auto: bf16 on GPUs that support it, else fp16; fp32 on CPU"}),
+                "dtype": (["auto"] + list(DTYPES), {"default": "auto", "tooltip": "auto: bf16 on GPUs that support it, else fp16; fp32 on CPU"}),
             },
             "optional": {
                 **{kind: (["auto"] + model_downloads.with_known(model_folders.text_encoder_files(), "text_encoders"),
@@ -110,12 +87,13 @@ class LoadDiception:
         pipeline = load_pipeline(
             base,
             checkpoint,
-            DTYPES[dtype] or comfy_adapter.auto_dtype(),
+            DTYPES.get(dtype) or comfy_adapter.auto_dtype(),
             model_folders.prompt_cache_root(),
             tokenizer_dirs=model_folders.single_file_tokenizers(comfy_adapter.tokenizer_dirs()),
             configs=model_folders.single_file_configs(),
             text_encoders=encoders,
             text_encoder_candidates=model_folders.text_encoder_paths(),
+            host=ComfyHost(),
         )
         return (DiceptionModel(pipeline),)
 
@@ -140,7 +118,7 @@ class PerceiveTask:
                 "image": ("IMAGE", {"tooltip": "the image batch (or video frames) to perceive"}),
                 "task": (list(TASK_PROMPTS), {"default": "depth", "tooltip": "what DICEPTION answers: depth, normals, point / entity / semantic segmentation, or pose"}),
                 "category": (["none"] + list(COCO_CATEGORIES), {"default": "none", "tooltip": "COCO class, for semantic segmentation only"}),
-                "points": ("STRING", {"default": "[]", "multiline": False, "tooltip": 'Point segmentation only: 1 to 5 points in pixels of the input, KJNodes Points Editor JSON [{"x": 120, "y": 80}] for every image, or one such list per image of the batch (as PerSAM Segment emits)'}),
+                "points": ("STRING", {"default": "[]", "multiline": False, "tooltip": f'Point segmentation only: 1 to {MAX_POINTS} points in pixels of the input, KJNodes Points Editor JSON [{{"x": 120, "y": 80}}] for every image, or one such list per image of the batch (as PerSAM Segment emits)', "max_points": MAX_POINTS}),
                 "steps": ("INT", {"default": 28, "min": 1, "max": 200, "tooltip": "denoising steps: 28 as in the paper; 1 is nearly as good for depth and normals and 28× faster"}),
                 "guidance": ("FLOAT", {"default": 2.0, "min": 0.0, "max": 20.0, "step": 0.1, "tooltip": "classifier-free guidance; 1.0 or less turns it off"}),
                 "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "tooltip": "noise is drawn on the CPU: the same seed gives the same answer on any device"}),
@@ -154,27 +132,16 @@ class PerceiveTask:
         }
 
     def perceive(self, model, image, task, category, points, steps, guidance, seed, resolution, point_order="yx (training data)", batch_size=4, task_name=""):
-        task = task_name.strip() or task
-        if image.ndim != 4 or 0 in image.shape:
-            raise ValueError(f"image: expected a non-empty IMAGE batch, got shape {tuple(image.shape)}")
-        _, height, width, _ = image.shape
-        if task != POINT_TASK and str(points).strip() not in ("", "[]"):
-            # Points left over from the point task (the picker keeps them): not an error, just unused.
-            log.info("Perceive Task: task %r ignores the points %s (only %r uses points)", task, str(points).strip(), POINT_TASK)
-            points = "[]"
-        parsed = parse_batch_points(points, width, height, image.shape[0])
-        progress = comfy_adapter.Progress(image.shape[0] * steps)
         answers = model.pipeline(
             image,
-            task,
+            task_name.strip() or task,
             category="" if category == "none" else category,
-            points=parsed,
+            points=points,
             steps=steps,
             guidance=guidance,
             seed=seed,
             resolution=resolution,
             point_order=POINT_ORDERS[point_order],
-            callback=progress,
             batch_size=batch_size,
         )
         return (answers,)

@@ -3,23 +3,20 @@
 import json
 import logging
 
-import torch
-
-from . import comfy_adapter, model_downloads, model_folders
+from ..models.rows import overlay
+from . import model_downloads, model_folders
+from .comfy_host import ComfyHost
 
 log = logging.getLogger(__name__)
 
 
 class SamModel:
-    """A SAM wrapped for ComfyUI's model management."""
+    """What flows along a PERSAM_SAM link: a SAM and its host (``ComfyHost``: ComfyUI's model management, progress
+    bar thinned to 10 updates a second for PerSAM-F's 1000 steps, interrupt)."""
 
     def __init__(self, sam):
         self.sam = sam
-        self.patcher = comfy_adapter.managed([sam])
-
-    def ready(self):
-        comfy_adapter.load([self.patcher])
-        return self.sam
+        self.host = ComfyHost(min_interval=0.1)
 
 
 class PersamReference:
@@ -59,17 +56,6 @@ class SamLoader:
         return (SamModel(load_sam(model_downloads.fetch("sams", checkpoint, download, "checkpoint"))),)
 
 
-def parse_box(text: str, width: int, height: int):
-    values = [v for v in text.replace(";", ",").split(",") if v.strip()]
-    try:
-        x0, y0, x1, y1 = (float(v) for v in values)
-    except ValueError:
-        raise ValueError(f"box: expected 'x0, y0, x1, y1' in pixels, got {text!r}") from None
-    if not (0 <= x0 < x1 <= width - 1 and 0 <= y0 < y1 <= height - 1):
-        raise ValueError(f"box: ({x0:g}, {y0:g}, {x1:g}, {y1:g}) must satisfy 0 ≤ x0 < x1 < {width}, 0 ≤ y0 < y1 < {height}")
-    return torch.tensor([x0, y0, x1, y1])
-
-
 class PersamReferenceNode:
     DESCRIPTION = (
         "Personalises SAM from reference images of the subject, each with a mask (ComfyUI's mask editor or any "
@@ -106,53 +92,15 @@ class PersamReferenceNode:
 
     def reference(self, image, fine_tune, sam=None, mask=None, box=None, iterations=None, sam_model=None,
                   negative_images=None, negative_masks=None):
-        from ..models.persam import encode_image, make_reference_set
-        from ..models.persam.predict import predict
+        from ..models.persam import build_reference
 
-        fine_tune, box = first(fine_tune, False), first(box, "")
-        iterations = first(iterations, 1000)
         model = reference_sam(sam, sam_model)
-        sam_ = model.ready()
-        pictures = flatten("image", image)
-        masks = flatten("mask", mask) if mask is not None else [None] * len(pictures)
-        if len(masks) != len(pictures):
-            raise ValueError(
-                f"mask: {len(masks)} mask(s) for {len(pictures)} reference image(s); give one mask per image, in the "
-                "same order (a MASK batch of the same length, or a list of masks beside a list of images)"
-            )
-        lines = box.splitlines() if box.strip() else []
-        if lines and len(lines) != len(pictures):
-            raise ValueError(
-                f"box: {len(lines)} line(s) for {len(pictures)} reference image(s); give one line 'x0, y0, x1, y1' per "
-                "image (an empty line uses that image's mask)"
-            )
-        features, subjects, painted = [None] * len(pictures), [], []
-        for i, (picture, subject) in enumerate(zip(pictures, masks)):
-            which = f" of reference image {i + 1} of {len(pictures)}" if len(pictures) > 1 else ""
-            if subject is not None and tuple(subject.shape) != tuple(picture.shape[:2]):
-                raise ValueError(
-                    f"mask: the mask{which} ({subject.shape[1]}x{subject.shape[0]}) differs from the image's size "
-                    f"({picture.shape[1]}x{picture.shape[0]}); draw each mask on its own image (ComfyUI's mask editor) "
-                    "or resize it to that image first"
-                )
-            if subject is None or not bool((subject >= 0.5).any()):
-                line = lines[i].strip() if lines else ""
-                if not line:
-                    raise ValueError(
-                        f"mask: the reference mask is empty (or missing){which} and no box is given for it; paint the "
-                        "subject" + (f", give its box on line {i + 1} of box, or leave that image out" if which else " or give a box")
-                    )
-                features[i] = encode_image(sam_, picture)
-                found = predict(sam_, features[i], None, None, box=parse_box(line, picture.shape[1], picture.shape[0]))
-                subject = found.mask(found.best()).float().cpu()
-            else:
-                painted.append((i, picture, subject))
-            subjects.append(subject)
-        negatives, negative_subjects = negative_references(negative_images, negative_masks, painted)
-        progress = comfy_adapter.Progress(iterations, min_interval=0.1)  # interrupt checked every iteration
-        reference = make_reference_set(
-            sam_, pictures, subjects, negatives, negative_subjects, fine_tune=fine_tune, iterations=iterations,
-            features=features, callback=progress,
+        negatives = [flatten(n, v) if v is not None else None for n, v in
+                     (("negative_images", negative_images), ("negative_masks", negative_masks))]
+        reference = build_reference(
+            model.sam, flatten("image", image), flatten("mask", mask) if mask is not None else None, first(box, ""),
+            negatives[0], negatives[1], fine_tune=first(fine_tune, False), iterations=first(iterations, 1000),
+            host=model.host,
         )
         return (PersamReference(model, reference),)
 
@@ -199,38 +147,6 @@ def flatten(name: str, values) -> list:
     if not items:
         raise ValueError(f"{name}: expected at least one image, got an empty list")
     return items
-
-
-def negative_references(negative_images, negative_masks, painted):
-    """Negative images and masks (both or neither), one mask per image; a negative mask on one of the reference
-    photos must not cover the subject's mask given for that photo (``painted``: (index, image, mask); masks that
-    SAM made from a box are not checked)."""
-    if negative_images is None and negative_masks is None:
-        return [], []
-    if negative_images is None or negative_masks is None:
-        missing = "negative_masks" if negative_masks is None else "negative_images"
-        raise ValueError(f"{missing}: negative images and negative masks go together; connect both or neither")
-    images, masks = flatten("negative_images", negative_images), flatten("negative_masks", negative_masks)
-    if len(images) != len(masks):
-        raise ValueError(f"negative_masks: {len(masks)} mask(s) for {len(images)} negative image(s); give one mask per image, in order")
-    for j, (image, mask) in enumerate(zip(images, masks)):
-        if tuple(mask.shape) != tuple(image.shape[:2]):
-            raise ValueError(
-                f"negative_masks: mask {j + 1} is {mask.shape[1]}x{mask.shape[0]} but negative image {j + 1} is "
-                f"{image.shape[1]}x{image.shape[0]}"
-            )
-        if not bool((mask >= 0.5).any()):
-            raise ValueError(f"negative_masks: mask {j + 1} is empty; paint the look-alike in negative image {j + 1} or leave it out")
-        for i, picture, subject in painted:
-            if picture.shape == image.shape and torch.equal(picture, image):
-                overlap = int(((mask >= 0.5) & (subject.to(mask.device) >= 0.5)).sum())
-                if overlap:
-                    raise ValueError(
-                        f"negative_masks: mask {j + 1} covers {overlap} pixel(s) of the subject's mask in reference image "
-                        f"{i + 1} (the same photo); a pixel cannot be both the subject and not the subject: erase the "
-                        "overlap from one of the masks"
-                    )
-    return images, masks
 
 
 class PersamSegment:
@@ -283,26 +199,12 @@ def segment_batch(reference: PersamReference, images, max_instances=1, overlap_s
     each image where nothing is found."""
     from ..models.persam.frames import segment_frames
 
-    if images.ndim != 4 or 0 in images.shape:
-        raise ValueError(f"images: expected a non-empty IMAGE batch, got shape {tuple(images.shape)}")
-    progress = comfy_adapter.Progress(images.shape[0])
-    result = segment_frames(reference.model.ready(), reference.reference, images, batch_size, max_instances,
-                            overlap_stop, video, callback=progress)
+    model = reference.model
+    result = segment_frames(model.sam, reference.reference, images, batch_size, max_instances, overlap_stop, video,
+                            host=model.host)
     for i in result.empty_frames:
         log.warning("PerSAM found nothing in image %d of the batch; its mask is all zero", i)
     return result
-
-
-def overlay(images: torch.Tensor, masks: torch.Tensor, colour=(1.0, 0.2, 0.2), alpha=0.5, rows: int = 512) -> torch.Tensor:
-    """The images with their masks tinted (a preview), computed ``rows`` image rows at a time: no full-size
-    temporaries besides the output."""
-    tint = torch.tensor(colour, dtype=images.dtype, device=images.device)
-    out = torch.empty_like(images)
-    for i in range(images.shape[0]):
-        for top in range(0, images.shape[1], rows):
-            m = masks[i, top : top + rows, :, None].to(images.dtype) * alpha
-            out[i, top : top + rows] = images[i, top : top + rows] * (1 - m) + tint * m
-    return out
 
 
 NODE_CLASS_MAPPINGS = {"PersamSamLoader": SamLoader, "PersamReference": PersamReferenceNode, "PersamSegment": PersamSegment}

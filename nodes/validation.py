@@ -10,7 +10,7 @@ own ``INPUT_TYPES()`` (read at call time, so inputs added later are covered with
   BOOLEAN: ``True``/``False``; STRING: a ``str``; a choice list: one of its entries;
 - IMAGE / MASK: a tensor of the ComfyUI layout with only finite values (NaN would silently turn black).
 
-An error is a ``ValueError`` naming the node, the input, what was expected and what came.
+An error is an ``InputError`` (a ``ValueError``; ``models.inputs``) naming the node, the input, what was expected and what came.
 """
 
 import functools
@@ -19,12 +19,10 @@ import math
 
 import torch
 
+from ..models.inputs import InputError, check_finite, check_images
+
 CHOICES_SHOWN = 12
-TENSOR_LAYOUTS = {"IMAGE": ((4,), "(batch, height, width, channels)"), "MASK": ((2, 3), "(batch, height, width)")}
-
-
-class InputError(ValueError):
-    """A node input does not match what the node declares."""
+MASK_LAYOUT = "(batch, height, width)"
 
 
 def _show(value) -> str:
@@ -73,7 +71,7 @@ def check_value(name: str, kind, options: dict, value) -> None:
     elif kind == "STRING":
         if not isinstance(value, str):
             raise InputError(f"{name}: expected a string, got {_show(value)} ({type(value).__name__})")
-    elif kind in TENSOR_LAYOUTS:
+    elif kind in ("IMAGE", "MASK"):
         check_tensor(name, kind, value)
 
 
@@ -84,18 +82,15 @@ def _check_range(name, options, value, what) -> None:
 
 
 def check_tensor(name: str, kind: str, value) -> None:
-    """An IMAGE (B, H, W, C) or MASK ((B,) H, W) float tensor, non-empty, with finite values only."""
-    dims, layout = TENSOR_LAYOUTS[kind]
+    """An IMAGE (B, H, W, C) (the engine's own check, ``models.inputs.check_images``) or MASK ((B,) H, W) float
+    tensor, non-empty, with finite values only."""
+    if kind == "IMAGE":
+        return check_images(name, value)
     if not isinstance(value, torch.Tensor):
-        raise InputError(f"{name}: expected an {kind} tensor {layout}, got {type(value).__name__}")
-    if value.ndim not in dims or 0 in value.shape:
-        raise InputError(f"{name}: expected a non-empty {kind} {layout}, got shape {tuple(value.shape)}")
-    if value.is_floating_point() and not bool(torch.isfinite(value).all()):
-        bad = int((~torch.isfinite(value)).sum())
-        raise InputError(
-            f"{name}: the {kind} has {bad} non-finite value(s) (NaN or infinity); expected finite pixel values "
-            "(check the node that produced it)"
-        )
+        raise InputError(f"{name}: expected an {kind} tensor {MASK_LAYOUT}, got {type(value).__name__}")
+    if value.ndim not in (2, 3) or 0 in value.shape:
+        raise InputError(f"{name}: expected a non-empty {kind} {MASK_LAYOUT}, got shape {tuple(value.shape)}")
+    check_finite(name, kind, value)
 
 
 def check_inputs(node_class, kwargs: dict) -> None:

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from scripts.queue_workflow import save_outputs  # noqa: E402
-from scripts.test_engine import TestEngine  # noqa: E402
+from scripts.local_comfyui import LocalComfyUI  # noqa: E402
 
 TINY = {  # real model names in the shared workflows → the tiny test models
     "DiceptionLoad": {"base_model": "tiny_sd3", "checkpoint": "diception_tiny.safetensors", "dtype": "fp32"},
@@ -40,7 +40,7 @@ def main() -> int:
     parser.add_argument("--out", default=str(ROOT / "demo_output"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as work:
-        engine = TestEngine(work)
+        engine = LocalComfyUI(work)
         try:
             for image in (ROOT / "workflows" / "images").glob("*.png"):
                 shutil.copy(image, engine.dirs["input"])

@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from scripts.demo import tiny  # noqa: E402
 from scripts.make_workflows import TITLES, ui_path  # noqa: E402
-from scripts.test_engine import TestEngine  # noqa: E402
+from scripts.local_comfyui import LocalComfyUI  # noqa: E402
 
 SIDE = 512  # square cards
 MAX_OUTPUTS = 3
@@ -47,7 +47,7 @@ def thumbnail(inputs: list, outputs: list) -> Image.Image:
 
 def main() -> int:
     with tempfile.TemporaryDirectory() as work:
-        engine = TestEngine(work)
+        engine = LocalComfyUI(work)
         try:
             for image in (ROOT / "workflows" / "images").glob("*.png"):
                 shutil.copy(image, engine.dirs["input"])

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from models.weights_download import KNOWN_FILES, model_list_entry  # noqa: E402
-from scripts.test_engine import TestEngine  # noqa: E402
+from scripts.local_comfyui import LocalComfyUI  # noqa: E402
 
 # SD3-medium as ComfyUI's single file with its separate text encoders (what ComfyUI's own SD3 templates use): files
 # the Missing Models panel lists, shared with ComfyUI's loaders (MODEL_FILES below)
@@ -346,7 +346,7 @@ def to_ui(api: dict, object_info: dict) -> dict:
 
 def main():
     with tempfile.TemporaryDirectory() as work:
-        engine = TestEngine(work)
+        engine = LocalComfyUI(work)
         try:
             object_info = engine.client.object_info()
         finally:

@@ -1,10 +1,10 @@
 """Real ComfyUI servers for node tests: the session fixture ``comfy`` (a ``ComfyClient``), once per ComfyUI build.
 
-``comfyui_builds()`` (scripts/test_engine.py) lists the builds: the 2024-03 test engine always, ComfyUI v0.8.0
+``comfyui_builds()`` (scripts/local_comfyui.py) lists the builds: the 2024-03 test engine always, ComfyUI v0.8.0
 when ``.cache/comfyui-v0.8.0`` exists (scripts/setup.sh unpacks it from ``../shared``), and every folder named in
 ``COMFYUI_DIRS``. A server test runs on each of them, with the build in its id (``test_x[comfyui-v0.8.0]``; select
 builds with ``-k``). Each server runs ``main.py --cpu`` on a free loopback port with this pack linked in, separate
-input/output/temp folders and the tiny test models (scripts/test_engine.py); it is stopped by PID when the
+input/output/temp folders and the tiny test models (scripts/local_comfyui.py); it is stopped by PID when the
 session moves on to the next build, and dies with the test process if that is killed (``die_with_parent``). ``comfy.build`` says which build a test runs on; tests that depend on the
 version skip with a reason naming it (``require_version``).
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from scripts.queue_workflow import ComfyClient, ComfyError, error_message  # noqa: F401 (re-exported for tests)
-from scripts.test_engine import TestEngine, comfyui_builds
+from scripts.local_comfyui import LocalComfyUI, comfyui_builds
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 PACK = Path(__file__).resolve().parent.parent
@@ -39,7 +39,7 @@ def comfy(comfy_build, tmp_path_factory):
     (workdir / "custom_nodes").mkdir()
     (workdir / "custom_nodes" / "persam_source_nodes").symlink_to(TEST_NODES, target_is_directory=True)
     try:
-        engine = TestEngine(workdir, comfy_build)
+        engine = LocalComfyUI(workdir, comfy_build)
     except (FileNotFoundError, RuntimeError) as e:
         pytest.fail(f"{comfy_build.label}: {e}")
     yield engine.client

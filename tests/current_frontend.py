@@ -46,12 +46,12 @@ SKIPS = [
 
 @pytest.fixture(scope="module")
 def current_comfy(tmp_path_factory):
-    from scripts.test_engine import TestEngine
+    from scripts.local_comfyui import LocalComfyUI
 
     with pytest.MonkeyPatch.context() as env:
         env.delenv("COMFYUI_DIR", raising=False)  # this module is about v0.8.0, whatever the suite runs on
         try:
-            engine = TestEngine(tmp_path_factory.mktemp("comfy_v080"), comfyui=CURRENT_COMFYUI)
+            engine = LocalComfyUI(tmp_path_factory.mktemp("comfy_v080"), comfyui=CURRENT_COMFYUI)
         except (FileNotFoundError, RuntimeError) as e:
             pytest.fail(str(e))
     for image in (WORKFLOWS / "images").iterdir():  # the templates' pictures, and the example set's folder

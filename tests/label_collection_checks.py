@@ -146,7 +146,7 @@ def kill_group(proc: subprocess.Popen) -> None:
 
 
 def restart(engine, timeout=180) -> None:
-    """Start a killed test server (scripts/test_engine.TestEngine) again: the same command, port and folders."""
+    """Start a killed test server (scripts/local_comfyui.LocalComfyUI) again: the same command, port and folders."""
     old = engine.proc
     engine.proc = subprocess.Popen(old.args, cwd=engine.build.path, stdout=open(engine.log_path, "a"),
                                    stderr=subprocess.STDOUT, start_new_session=True,

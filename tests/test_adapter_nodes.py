@@ -13,7 +13,7 @@ from PIL import Image
 from safetensors.torch import save_file
 from test_progress_interrupt import progress_of, with_listener
 
-from scripts.test_engine import TestEngine
+from scripts.local_comfyui import LocalComfyUI
 
 TRAIN = {"task_name": "invert", "prompt": "[[image2invert]]", "steps": 3, "learning_rate": 1e-3, "rank": 4,
          "batch_size": 2, "resolution": 32, "seed": 0}
@@ -92,7 +92,7 @@ def test_train_save_and_reload_in_a_fresh_server(comfy, tmp_path):
     assert np.array_equal(arrays(comfy, entry, "builtin")[0], before)
     assert np.array_equal(arrays(comfy, comfy.run(base_graph("base_after")), "base_after")[0], before)
 
-    fresh = TestEngine(tmp_path / "fresh", comfy.build)
+    fresh = LocalComfyUI(tmp_path / "fresh", comfy.build)
     try:
         (fresh.dirs["output"] / "loras" / "diception").mkdir(parents=True, exist_ok=True)
         shutil.copy(comfy.dirs["output"] / saved, fresh.dirs["output"] / "loras" / "diception" / "invert.safetensors")

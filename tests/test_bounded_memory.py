@@ -2,7 +2,6 @@
 temporaries give exactly (bitwise) what the whole-image ones gave. The memory itself is measured by
 bench/memory_by_image_size.py (README, Memory), not here."""
 
-import ast
 from pathlib import Path
 
 import numpy as np
@@ -22,12 +21,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def overlay_function():
-    """PerSAM Segment's preview (nodes/persam_nodes.py imports ComfyUI; the function itself is plain torch)."""
-    tree = ast.parse((ROOT / "nodes" / "persam_nodes.py").read_text())
-    function = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "overlay")
-    namespace = {"torch": torch}
-    exec(compile(ast.Module([function], []), "persam_nodes.py", "exec"), namespace)
-    return namespace["overlay"]
+    """PerSAM Segment's preview (models/rows.py, called by nodes/persam_nodes.py)."""
+    from models.rows import overlay
+
+    return overlay
 
 
 def test_uint8_conversion_in_rows_equals_the_whole_image():

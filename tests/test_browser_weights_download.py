@@ -12,7 +12,7 @@ from current_frontend import CURRENT_COMFYUI, SKIPS, VERSION, WORKFLOWS, Editor,
 from stand_in_hub import StandIn
 from test_browser_current_frontend import open_pack_templates, shipped_workflows, template_card
 
-from scripts.test_engine import TestEngine
+from scripts.local_comfyui import LocalComfyUI
 
 pytestmark = SKIPS
 TINY = (WORKFLOWS.parent / "tests/fixtures/diception/model/diception_tiny.pth").read_bytes()
@@ -29,7 +29,7 @@ def hub_comfy(tmp_path_factory):
         env.setenv("HF_TOKEN", "")
         env.setenv("HF_HOME", str(workdir / "hf_home"))
         try:
-            engine = TestEngine(workdir, comfyui=CURRENT_COMFYUI)
+            engine = LocalComfyUI(workdir, comfyui=CURRENT_COMFYUI)
         except (FileNotFoundError, RuntimeError) as e:
             hub.close()
             pytest.fail(str(e))

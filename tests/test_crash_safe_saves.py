@@ -20,7 +20,7 @@ from comfy_server import BUILDS, ComfyError, error_message
 from PIL import Image
 
 from models.dreambooth import export_dataset
-from scripts.test_engine import TestEngine
+from scripts.local_comfyui import LocalComfyUI
 
 BUILD = BUILDS[-1]  # the newest build: these tests start their own servers (one start each)
 
@@ -83,7 +83,7 @@ def assert_complete_dataset(folder, photos):
 
 
 def test_a_server_killed_while_saving_a_dataset_leaves_nothing_under_the_final_name(tmp_path):
-    engine = TestEngine(tmp_path / "server", BUILD)
+    engine = LocalComfyUI(tmp_path / "server", BUILD)
     try:
         output = engine.dirs["output"]
         photo = noise_photo(engine.dirs["input"], "kill_noise.png", 1000)
@@ -172,7 +172,7 @@ def test_two_servers_saving_into_one_folder_take_no_name_twice_and_lose_nothing(
     output = comfy.dirs["output"]
     if (output / "race").exists():
         pytest.fail(f"{output / 'race'} is left from an earlier run")
-    second = TestEngine(tmp_path / "second", comfy.build, output=output)
+    second = LocalComfyUI(tmp_path / "second", comfy.build, output=output)
     try:
         sent, ids = {}, []
         for n in range(20):  # interleaved: both queues run at the same time

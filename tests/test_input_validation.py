@@ -1,12 +1,18 @@
 """The validation layer of nodes/validation.py on its own (it needs no ComfyUI): every declared input checked."""
 
 import importlib.util
+import sys
 
 import pytest
 import torch
 from conftest import ROOT
 
-spec = importlib.util.spec_from_file_location("pack_validation", ROOT / "nodes" / "validation.py")
+# nodes/validation.py imports the engine's models/inputs.py relatively: its parent packages are registered empty
+# (their __init__ would import ComfyUI), so only validation.py and models/ run.
+for name, folder in (("pack_validation", ROOT), ("pack_validation.nodes", ROOT / "nodes")):
+    sys.modules.setdefault(name, importlib.util.module_from_spec(
+        importlib.util.spec_from_file_location(name, folder / "__init__.py", submodule_search_locations=[str(folder)])))
+spec = importlib.util.spec_from_file_location("pack_validation.nodes.validation", ROOT / "nodes" / "validation.py")
 validation = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(validation)
 

@@ -26,7 +26,7 @@ from PIL import Image
 from label_collection_checks import (check_exactly_once, cluster, complete, decoded, kill_group, make_photos, restart, run,  # noqa: F401 (cluster: a fixture)
                                      start, wait_for, write_manifest)
 from scripts import queue_workflow
-from scripts.test_engine import ROOT, TestEngine
+from scripts.local_comfyui import ROOT, LocalComfyUI
 
 JOBS = 8
 IN_FLIGHT = 2
@@ -42,7 +42,7 @@ def servers(comfy_build, tmp_path_factory):
     engines = []
     try:
         for i in range(2):
-            engines.append(TestEngine(tmp_path_factory.mktemp(f"label-{comfy_build.label}-{i}"), comfy_build))
+            engines.append(LocalComfyUI(tmp_path_factory.mktemp(f"label-{comfy_build.label}-{i}"), comfy_build))
         yield engines
     finally:
         for engine in engines:

@@ -24,7 +24,7 @@ from label_collection_checks import (check_exactly_once, cluster, decoded, kill_
 from scripts import queue_workflow
 from scripts.collection.engine_labeler import load_image
 from scripts.collection.job_outputs import complete_keys, read_runs
-from scripts.test_engine import ROOT
+from scripts.local_comfyui import ROOT
 
 JOBS = 8
 WORKERS = 2

@@ -16,7 +16,7 @@ from scripts.collection.jobs import job_digest, job_key, read_manifest
 from scripts.collection.server_slots import NoServerLeft, ServerSlots, ServerWatch, normalise_url
 from scripts.label_collection import parse_args
 from scripts.queue_workflow import apply_overrides
-from scripts.test_engine import ROOT
+from scripts.local_comfyui import ROOT
 
 
 def test_job_keys_are_the_id_when_plain_and_never_shared():

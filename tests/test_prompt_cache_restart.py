@@ -9,7 +9,7 @@ from comfy_server import FIXTURES
 from graphs import diception_graph
 from PIL import Image
 
-from scripts.test_engine import TestEngine
+from scripts.local_comfyui import LocalComfyUI
 
 BUILT = "building the text encoders"
 
@@ -29,7 +29,7 @@ def test_the_prompt_cache_survives_a_restart(tmp_path, comfy):
     assert list((models / "diception" / "prompt_cache").rglob("*.safetensors"))
     (tmp_path / "restarted").mkdir()
     (tmp_path / "restarted" / "models").symlink_to(models, target_is_directory=True)  # the same model folders
-    restarted = TestEngine(tmp_path / "restarted", comfy.build)
+    restarted = LocalComfyUI(tmp_path / "restarted", comfy.build)
     try:
         second = answer(restarted.client, "warm")
     finally:

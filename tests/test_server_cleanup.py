@@ -1,5 +1,5 @@
 """Servers started by tests die with the test process, even when it is killed with SIGKILL (a CI timeout): no ComfyUI
-is left running. Checked on TestEngine's own start-up code with a stand-in ``main.py`` that only answers
+is left running. Checked on LocalComfyUI's own start-up code with a stand-in ``main.py`` that only answers
 ``/system_stats`` (a second or so instead of a real ComfyUI start)."""
 
 import os
@@ -30,8 +30,8 @@ http.server.HTTPServer(("127.0.0.1", args.port), Stats).serve_forever()
 '''
 PARENT = '''
 import sys, time
-from scripts.test_engine import TestEngine
-engine = TestEngine(sys.argv[1], sys.argv[2])
+from scripts.local_comfyui import LocalComfyUI
+engine = LocalComfyUI(sys.argv[1], sys.argv[2])
 print(engine.proc.pid, flush=True)
 time.sleep(600)
 '''

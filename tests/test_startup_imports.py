@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.test_engine import comfyui_builds
+from scripts.local_comfyui import comfyui_builds
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))

@@ -15,7 +15,7 @@ from comfy_server import require_version
 from PIL import Image
 
 from scripts.make_workflows import TITLES
-from scripts.test_engine import PACK_NAME
+from scripts.local_comfyui import PACK_NAME
 
 
 def fetch(comfy, path):

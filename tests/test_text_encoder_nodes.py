@@ -2,7 +2,7 @@
 text encoders can come from: the plain single file + separate encoder files in models/text_encoders and
 models/clip (fp16, fp8 e4m3fn and scaled-fp8 T5-XXL), an incl_clips single file, the diffusers folder.
 (The tiny files are built from the tiny SD3 folder's weights; the server builds single files with that
-folder's configs, see scripts/test_engine.py.)"""
+folder's configs, see scripts/local_comfyui.py.)"""
 
 import shutil
 

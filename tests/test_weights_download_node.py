@@ -11,7 +11,7 @@ from graphs import diception_graph
 from stand_in_hub import StandIn
 from test_progress_interrupt import listen
 
-from scripts.test_engine import TestEngine, comfyui_builds
+from scripts.local_comfyui import LocalComfyUI, comfyui_builds
 
 BUILDS = comfyui_builds()
 TINY = (FIXTURES / "diception/model/diception_tiny.pth").read_bytes()
@@ -25,7 +25,7 @@ def test_load_diception_downloads_an_absent_checkpoint_with_progress_then_loads_
     monkeypatch.setenv("HF_ENDPOINT", hub.url)  # the server inherits it
     monkeypatch.setenv("HF_TOKEN", "")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
-    engine = TestEngine(tmp_path / "server", build)
+    engine = LocalComfyUI(tmp_path / "server", build)
     comfy = engine.client
     try:
         info = comfy.object_info()

@@ -18,7 +18,7 @@ import { taskThatRuns } from "./adapter_task.js";
 const NODE = "DiceptionPerceiveTask";
 const POINT_TASK = "point segmentation";
 const PICKER = "point_picker";
-const MAX_POINTS = 5;
+let MAX_POINTS; // the node's points input declares it (max_points, from models/points.py via /object_info)
 const HEIGHT = 250;
 const BAR = 26;
 const PAD = 4;
@@ -350,6 +350,7 @@ app.registerExtension({
   name: "diception.pointPicker",
   async beforeRegisterNodeDef(nodeType, nodeData) {
     if (nodeData.name !== NODE) return;
+    MAX_POINTS = nodeData.input.required.points[1].max_points;
     const onNodeCreated = nodeType.prototype.onNodeCreated;
     nodeType.prototype.onNodeCreated = function () {
       const result = onNodeCreated?.apply(this, arguments);

@@ -3,9 +3,13 @@
 import importlib
 from pathlib import Path
 
+import torch
+
 # Light at import: what a host needs to describe the tasks (ComfyUI reads these when it starts).
 from .batch_points import parse_batch_points
 from .tasks import COCO_CATEGORIES, POINT_TASK, SEMANTIC_TASK, TASK_PROMPTS, parse_points, task_prompt
+
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}  # the weight dtypes a user may pick
 
 # The rest imports diffusers / transformers (a second or more): loaded on first use, as diffusers loads its own
 # pipelines (PEP 562 module ``__getattr__``), so that importing this package costs a host nothing at start-up.
@@ -14,7 +18,7 @@ _LAZY = {
     "TextEncoderSource": "loading", "apply_checkpoint": "loading", "check_base_folder": "loading",
     "load_scheduler_config": "loading", "load_transformer": "loading", "load_vae": "loading",
     "DicePipeline": "pipeline",
-    "SD3_MEDIUM_CONFIGS": "single_file", "SingleFileTextEncoders": "single_file", "load_single_file": "single_file",
+    "SD3_MEDIUM_CONFIGS": "single_file", "load_single_file": "single_file",
     "TextEncoderFiles": "text_encoder_files", "choose_weights": "text_encoder_files",
     "classify_files": "text_encoder_files", "tokenizer_folders": "text_encoder_files",
 }
@@ -30,7 +34,7 @@ def __getattr__(name):
 
 def load_pipeline(
     base, checkpoint, dtype, prompt_cache_root, tokenizer_dirs=None, configs=None,
-    text_encoders=None, text_encoder_candidates=(),
+    text_encoders=None, text_encoder_candidates=(), host=None,
 ):
     """DICEPTION from an SD3-medium base and a DICEPTION checkpoint (.pth / .safetensors).
 
@@ -38,6 +42,7 @@ def load_pipeline(
     checkpoint (``sd3_medium*.safetensors``; ``configs`` and ``tokenizer_dirs`` {"clip", "t5"} serve it offline).
     Text encoders: ``text_encoders`` {"clip_l", "clip_g", "t5xxl": file or None} chosen files win; else the
     base's own; else the only file of that kind among ``text_encoder_candidates`` (see ``choose_weights``).
+    ``host``: what runs the pipeline (``models.host.Host``; the default leaves every part where it is loaded).
     """
     from .loading import TextEncoderSource, apply_checkpoint, check_base_folder, load_scheduler_config, load_transformer, load_vae
     from .pipeline import DicePipeline
@@ -59,4 +64,4 @@ def load_pipeline(
     else:
         weights = choose_weights(base, chosen, text_encoder_candidates, configs)
         text = TextEncoderFiles(weights, dtype, tokenizer_folders(base, tokenizer_dirs or {}), configs, identity_files=[Path(base)])
-    return DicePipeline(transformer, point_encoder, vae, scheduler, text, prompt_cache_root)
+    return DicePipeline(transformer, point_encoder, vae, scheduler, text, prompt_cache_root, host)

@@ -95,7 +95,7 @@ def release_inference_tensors(module: torch.nn.Module) -> None:
 
 
 def example_latents(pipeline: DicePipeline, batch, resolution: int) -> torch.Tensor:
-    pipeline.prepare("vae", [pipeline.vae])
+    pipeline.prepare("vae")
     return torch.cat([pipeline.encode_image(preprocess(item[None], resolution)).float().cpu() for item in batch])
 
 
@@ -114,8 +114,8 @@ def train_adapter(
 ):
     """Train a new task's adapter → (a pipeline that answers it and every task ``pipeline`` answers, the
     TaskAdapter, the loss of every step). ``pipeline`` itself is not changed. ``images``/``targets``: lists (or
-    batches) of (H, W, 3) tensors in [0, 1]. ``callback(step, steps, loss)`` runs after every step; raise from it
-    to interrupt."""
+    batches) of (H, W, 3) tensors in [0, 1]. ``callback(step, steps, loss)`` runs after every step (else the
+    pipeline's host sees the progress); raise from it to interrupt."""
     images, targets = list(images), list(targets)
     check_task(task, prompt)
     check_examples(images, targets)
@@ -132,7 +132,7 @@ def _train(pipeline, images, targets, task, prompt, settings, callback):
     cond = example_latents(pipeline, images, settings.resolution)
     clean = example_latents(pipeline, targets, settings.resolution)
 
-    pipeline.prepare("denoiser", [pipeline.transformer, pipeline.point_encoder])
+    pipeline.prepare("denoiser")
     release_inference_tensors(pipeline.base_transformer)
     release_inference_tensors(pipeline.point_encoder)
     trainee = pipeline.with_adapters(existing + [fresh], seed=settings.seed)
@@ -181,6 +181,8 @@ def _train(pipeline, images, targets, task, prompt, settings, callback):
             losses.append(loss.item())
             if callback:
                 callback(step + 1, settings.steps, losses[-1])
+            else:  # the pipeline's host: ComfyUI's progress bar and interrupt
+                pipeline.host.progress(step + 1, settings.steps)
     finally:
         transformer.eval()
         transformer.requires_grad_(False)

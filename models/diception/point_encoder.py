@@ -5,7 +5,6 @@ import math
 import torch
 from torch import nn
 
-MAX_POINTS = 5
 FOURIER_FEATURES = 1024
 
 

@@ -14,7 +14,6 @@ from diffusers import AutoencoderKL, SD3Transformer2DModel
 from safetensors import safe_open
 
 from ..weights import WeightsError
-from .text_encoder_files import TextEncoderFiles, choose_weights, tokenizer_folders
 
 SD3_MEDIUM_CONFIGS = Path(__file__).resolve().parent / "configs" / "sd3-medium"
 TRANSFORMER_PREFIX, VAE_PREFIX = "model.diffusion_model.", "first_stage_model."
@@ -39,9 +38,3 @@ def load_single_file(path, dtype: torch.dtype, configs=SD3_MEDIUM_CONFIGS):
     transformer = SD3Transformer2DModel.from_single_file(str(path), subfolder="transformer", **kw)
     vae = AutoencoderKL.from_single_file(str(path), subfolder="vae", **kw)
     return transformer, vae
-
-
-def SingleFileTextEncoders(path, dtype, tokenizer_dirs: dict, configs=SD3_MEDIUM_CONFIGS) -> TextEncoderFiles:
-    """Text encoders inside an SD3 single file (``incl_clips`` variants), tokenizers from given folders."""
-    weights = choose_weights(path, {}, (), configs)
-    return TextEncoderFiles(weights, dtype, tokenizer_folders(path, tokenizer_dirs), configs, identity_files=[Path(path)])

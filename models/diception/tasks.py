@@ -3,7 +3,8 @@
 import json
 import math
 
-from .point_encoder import MAX_POINTS
+from ..inputs import InputError
+from ..points import MAX_POINTS
 
 TASK_PROMPTS = {
     "depth": "[[image2depth]]",
@@ -33,11 +34,11 @@ COCO_CATEGORIES = tuple(
 def task_prompt(task: str, category: str = "") -> str:
     """The prompt DICEPTION was trained with for ``task`` (semantic segmentation names a COCO class)."""
     if task not in TASK_PROMPTS:
-        raise ValueError(f"task: unknown task {task!r}; expected one of {list(TASK_PROMPTS)}")
+        raise InputError(f"task: unknown task {task!r}; expected one of {list(TASK_PROMPTS)}")
     if task == SEMANTIC_TASK:
         category = (category or "").strip()
         if not category:
-            raise ValueError("category: the semantic segmentation task needs a COCO category, e.g. 'dog'")
+            raise InputError("category: the semantic segmentation task needs a COCO category, e.g. 'dog'")
         return f"{TASK_PROMPTS[task]} {category}"
     return TASK_PROMPTS[task]
 
@@ -50,9 +51,9 @@ def read_points_json(text: str, expected: str = '[{"x": 10, "y": 20}, ...]'):
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
-        raise ValueError(f"points: not valid JSON ({e.msg}); expected {expected}") from None
+        raise InputError(f"points: not valid JSON ({e.msg}); expected {expected}") from None
     except RecursionError:
-        raise ValueError(f"points: the JSON is nested too deeply; expected {expected}") from None
+        raise InputError(f"points: the JSON is nested too deeply; expected {expected}") from None
 
 
 def parse_points(points, width: int, height: int) -> list:
@@ -66,19 +67,21 @@ def parse_points(points, width: int, height: int) -> list:
         points = read_points_json(points)
     if isinstance(points, dict):
         points = [points]
+    if isinstance(points, tuple):
+        points = list(points)
     if not isinstance(points, list):
-        raise ValueError(f'points: expected a JSON list like [{{"x": 10, "y": 20}}], got {type(points).__name__}')
+        raise InputError(f'points: expected a JSON list like [{{"x": 10, "y": 20}}], got {type(points).__name__}')
     if len(points) > MAX_POINTS:
-        raise ValueError(f"points: DICEPTION takes at most {MAX_POINTS} points, got {len(points)}")
+        raise InputError(f"points: DICEPTION takes at most {MAX_POINTS} points, got {len(points)}")
     parsed = []
     for i, p in enumerate(points):
         try:
             x, y = (p["x"], p["y"]) if isinstance(p, dict) else p
         except (KeyError, TypeError, ValueError):
-            raise ValueError(f'points[{i}]: expected {{"x": number, "y": number}}, got {_short(p)}') from None
+            raise InputError(f'points[{i}]: expected {{"x": number, "y": number}}, got {_short(p)}') from None
         x, y = _coordinate(i, "x", x), _coordinate(i, "y", y)
         if not (0 <= x <= width - 1 and 0 <= y <= height - 1):
-            raise ValueError(
+            raise InputError(
                 f"points[{i}]: ({x:g}, {y:g}) lies outside the {width}x{height} image "
                 f"(x must be in [0, {width - 1}], y in [0, {height - 1}])"
             )
@@ -89,11 +92,11 @@ def parse_points(points, width: int, height: int) -> list:
 def _coordinate(i: int, axis: str, value) -> float:
     """A point coordinate: a finite int/float of sane size (bools, strings, NaN, ±inf and 10**400 refused)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"points[{i}].{axis}: expected a number of pixels, got {_short(value)} ({type(value).__name__})")
+        raise InputError(f"points[{i}].{axis}: expected a number of pixels, got {_short(value)} ({type(value).__name__})")
     if isinstance(value, int) and abs(value) > 2**53:
-        raise ValueError(f"points[{i}].{axis}: expected a pixel coordinate, got an integer of {len(str(abs(value)))} digits")
+        raise InputError(f"points[{i}].{axis}: expected a pixel coordinate, got an integer of {len(str(abs(value)))} digits")
     if not math.isfinite(value):
-        raise ValueError(f"points[{i}].{axis}: expected a finite number of pixels, got {value}")
+        raise InputError(f"points[{i}].{axis}: expected a finite number of pixels, got {value}")
     return float(value)
 
 

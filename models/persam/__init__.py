@@ -1,11 +1,14 @@
 """PerSAM / PerSAM-F (arXiv 2305.03048): Segment Anything personalised from one image and mask (or several, and
-negative examples: ``make_reference_set``)."""
+negative examples: ``make_reference_set``).
+
+Entry points of the operations, each doing all of its checking (the nodes and the collection labeller call these):
+``build_reference`` (PerSAM Reference) and ``frames.segment_frames`` (PerSAM Segment)."""
 
 import torch
 
 from .cascade import Segmentation, persam_f_segment, persam_segment
 from .features import ImageFeatures, as_uint8_image, as_uint8_mask, encode_image, encode_images
-from .reference import Reference, make_reference, make_reference_set
+from .reference import Reference, build_reference, make_reference, make_reference_set
 from .sam_loading import load_sam
 
 

@@ -7,6 +7,8 @@ import torch
 import torch.nn.functional as F
 from segment_anything.utils.transforms import ResizeLongestSide
 
+from ..rows import to_uint8
+
 MIN_SIDE = 32
 
 
@@ -27,15 +29,6 @@ def as_uint8_image(image) -> np.ndarray:
     if min(array.shape[:2]) < MIN_SIDE:
         raise ValueError(f"image: {array.shape[1]}x{array.shape[0]} is too small; SAM needs at least {MIN_SIDE} px per side")
     return array
-
-
-def to_uint8(array: np.ndarray, rows: int = 256) -> np.ndarray:
-    """``round(clip(x, 0, 1) * 255)`` as uint8, ``rows`` rows at a time: the float temporaries stay small however
-    large the image (a 12000x12000 float32 image is 1.7 GB; three whole-image temporaries would triple it)."""
-    out = np.empty(array.shape, np.uint8)
-    for top in range(0, array.shape[0], rows):
-        out[top : top + rows] = (np.clip(array[top : top + rows], 0, 1) * 255).round()
-    return out
 
 
 @torch.no_grad()

@@ -5,12 +5,13 @@ from typing import Callable, Optional
 
 import torch
 
+from ..host import Host
+from ..inputs import check_images
+from ..points import MAX_POINTS
 from . import segment_instances
 from .features import encode_images
 from .predict import mask_box
 from .reference import Reference
-
-MAX_POINTS = 5  # positive points kept per frame (DICEPTION's point slots)
 
 
 @dataclass
@@ -24,13 +25,15 @@ class FrameResults:
 
 def segment_frames(sam, reference: Reference, images, batch_size: int = 4, max_instances: int = 1,
                    overlap_stop: float = 0.5, video: bool = False,
-                   callback: Optional[Callable[[int, int], None]] = None) -> FrameResults:
+                   callback: Optional[Callable[[int, int], None]] = None, host: Optional[Host] = None) -> FrameResults:
     """Segment the reference's subject in every frame; the SAM image encoder runs ``batch_size`` frames per
     call. ``video``: frames of one shot, in order; each instance's box in the previous frame prompts its
-    search in the next (``video.carried_prompt``). ``callback(done, total)`` after every frame (raise from
-    it to interrupt)."""
-    if images.ndim != 4 or 0 in images.shape:
-        raise ValueError(f"images: expected a non-empty IMAGE batch, got shape {tuple(images.shape)}")
+    search in the next (``video.carried_prompt``). The ``host`` prepares the SAM and sees the progress after every
+    frame (or ``callback(done, total)`` when given; raise from it to interrupt)."""
+    check_images("images", images, channels=3)
+    host = host if host is not None else Host()
+    progress = callback or host.progress
+    host.prepare("sam", [sam])
     total, height, width = images.shape[0], images.shape[1], images.shape[2]
     unions, points, instances, frames, empty = [], [], [], [], []
     previous = []
@@ -47,7 +50,6 @@ def segment_frames(sam, reference: Reference, images, batch_size: int = 4, max_i
             instances += [r.mask.float().cpu() for r in kept]
             frames += [i] * len(kept)
             previous = [mask_box(r.mask) for r in found]
-            if callback:
-                callback(i + 1, total)
+            progress(i + 1, total)
     instance_masks = torch.stack(instances) if instances else torch.zeros(1, height, width)
     return FrameResults(torch.stack(unions), points, instance_masks, frames, empty)

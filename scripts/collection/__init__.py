@@ -4,5 +4,6 @@
 - ``job_outputs``: a job's answers, written into a temporary folder and renamed into place (complete or absent).
 - ``server_slots``: which ComfyUI servers are alive, and at most k prompts in flight on each.
 - ``comfy_labeler`` / ``engine_labeler``: the two executors (one job per call; a bad job fails alone).
-- ``pipeline``: the Ray Data pipeline (the only module that imports ray; nothing in nodes/ or models/ imports it).
+- ``pipeline``: the Ray Data pipeline (ray is imported there and by the driver, scripts/label_collection.py; nothing
+  in nodes/ or models/ imports it).
 """

@@ -25,8 +25,6 @@ from models.decoders.export import depth_png16
 from .job_outputs import JobFolder, RunLog, is_complete
 from .jobs import file_digest, job_digest, job_key, result, settings_digest
 
-DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-
 
 def pillow(fn, arg):
     """``fn(arg)``, once more with truncated images allowed when Pillow fails (ComfyUI's node_helpers.pillow)."""
@@ -94,11 +92,11 @@ def engine_settings(args, out_dir: Path, device: str) -> dict:
                     "steps": args.steps, "guidance": args.guidance, "seed": args.seed, "resolution": args.resolution,
                     "prompt_cache": str(Path(args.prompt_cache or out_dir / ".prompt_cache").resolve())}
         return {**settings, "digest": digest_of(settings, [args.base, args.checkpoint])}
-    from models.persam import load_sam, make_reference
+    from models.persam import build_reference, load_sam
     from models.persam.reference import save_reference
 
     sam = load_sam(args.sam)
-    reference = make_reference(sam, load_image(args.reference)[0], load_mask(args.reference_mask), fine_tune=args.fine_tune)
+    reference = build_reference(sam, load_image(args.reference), [load_mask(args.reference_mask)], fine_tune=args.fine_tune)
     path = out_dir / ".persam_reference.safetensors"
     save_reference(reference, path)
     settings = {"model": "persam", "device": device, "sam": str(Path(args.sam).resolve()), "reference": str(path),
@@ -115,7 +113,7 @@ class EngineLabeler:
         self.log = RunLog(out_dir, self.worker)
         device = torch.device(settings["device"])
         if settings["model"] == "diception":
-            from models.diception import load_pipeline
+            from models.diception import DTYPES, load_pipeline
 
             self.pipeline = load_pipeline(settings["base"], settings["checkpoint"], DTYPES[settings["dtype"]], settings["prompt_cache"])
             for part in (self.pipeline.transformer, self.pipeline.point_encoder, self.pipeline.vae):

@@ -1,6 +1,7 @@
 """The Ray Data pipeline: manifest rows → an actor pool of labelers → one result row per job, streamed to the driver.
 
-This is the only module that imports ray (``pip install "comfyui-diception-persam[ray]"``). Ray Data streams the
+Ray is imported here and by the driver (scripts/label_collection.py, to count a cluster's GPUs), never by nodes/ or
+models/ (``pip install "comfyui-diception-persam[ray]"``). Ray Data streams the
 rows with backpressure, restarts a worker that dies (its in-flight rows are retried on a live worker) and runs the
 same code on a laptop (``ray.init()`` starts a local cluster) and on a cluster (``address``: ``ray start --head`` on
 one machine, ``ray start --address=HEAD:6379`` on the others, or ``auto`` on a node of the cluster).

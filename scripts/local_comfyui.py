@@ -1,4 +1,5 @@
-"""Start and stop a ComfyUI for tests on a free loopback port: the 2024-03 test engine (scripts/get_test_comfyui.py),
+"""Start and stop a ComfyUI on a free loopback port (the node tests, scripts/make_workflows.py,
+scripts/make_thumbnails.py, scripts/demo.py): the 2024-03 test engine (scripts/get_test_comfyui.py),
 ComfyUI v0.8.0 (``.cache/comfyui-v0.8.0``, unpacked by scripts/setup.sh) or any ComfyUI folder named in
 ``COMFYUI_DIRS`` (see ``comfyui_builds``).
 
@@ -68,7 +69,7 @@ def comfyui_builds() -> list:
     return builds
 
 
-class TestClient(ComfyClient):
+class LocalClient(ComfyClient):
     """The client of a test server: it asks for a prompt's result soon after queueing it and then less and less often
     (10 ms, ×1.5, up to every 0.2 s), so the many short prompts of the tests do not each wait a whole 0.2 s poll."""
 
@@ -91,7 +92,7 @@ PR_SET_PDEATHSIG = 1  # prctl(2)
 def die_with_parent(parent_pid: int):
     """A ``preexec_fn`` for servers started by tests: the kernel sends SIGKILL to the child when the process that
     started it dies, however it died (pytest killed with SIGKILL or by a CI timeout included). Linux only (None
-    elsewhere: the server is then stopped by ``TestEngine.stop`` alone). libc is looked up here, in the parent:
+    elsewhere: the server is then stopped by ``LocalComfyUI.stop`` alone). libc is looked up here, in the parent:
     the child only calls it (no import between fork and exec)."""
     try:
         import ctypes
@@ -157,8 +158,8 @@ def cli_flags(comfyui: Path) -> set:
     return set(re.findall(r'"(--[a-z0-9-]+)"', source.read_text())) if source.is_file() else set()
 
 
-class TestEngine:
-    __test__ = False  # not a test class (pytest collects names starting with "Test")
+class LocalComfyUI:
+    """One ComfyUI server on a free loopback port with this pack linked in (``client``: a ``ComfyClient``)."""
 
     def __init__(self, workdir, comfyui=DEFAULT_DEST, startup_timeout=120, output=None):
         """``output``: another output folder (e.g. one shared by two servers) instead of ``workdir/output``."""
@@ -199,7 +200,7 @@ class TestEngine:
         env = {**os.environ, "DICEPTION_SD3_CONFIGS": str(TINY / "diception/model/tiny_sd3")}
         self.proc = subprocess.Popen(cmd, cwd=comfyui, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True, env=env,
                                      preexec_fn=die_with_parent(os.getpid()) if sys.platform == "linux" else None)
-        self.client = TestClient(f"http://127.0.0.1:{port}", self.dirs)
+        self.client = LocalClient(f"http://127.0.0.1:{port}", self.dirs)
         self.client.log_path = self.log_path
         self.client.build = self.build
         deadline = time.time() + startup_timeout
