@@ -8,6 +8,7 @@ ComfyUI v0.8.0 comes from ``.cache/comfyui-v0.8.0`` (``.ci/run`` unpacks ``../sh
 modules are skipped, saying so.
 """
 
+import json
 import os
 import shutil
 from importlib import metadata
@@ -118,3 +119,22 @@ def editor(request, current_comfy, chromium_browser):
         LiteGraph.onDeprecationWarning.push((message) => window.__deprecations.push(message + '\\n' + new Error().stack)); }""")
     yield editor
     page.close()
+
+
+def open_pack_templates(page):
+    """The template browser, on the pack's own category."""
+    page.evaluate("() => app.extensionManager.command.execute('Comfy.BrowseTemplates')")
+    dialog = page.locator("[role=dialog]").filter(has=page.get_by_test_id("template-workflows-content")).last
+    dialog.get_by_text(PACK).first.click()
+    dialog.locator("[data-testid^='template-workflow-']").first.wait_for(timeout=15000)
+    return dialog
+
+
+def template_card(dialog, name):
+    card = dialog.get_by_test_id(f"template-workflow-{name}")
+    card.scroll_into_view_if_needed(timeout=10000)
+    return card
+
+
+def shipped_workflows():
+    return {path.stem: json.loads(path.read_text()) for path in sorted(WORKFLOWS.glob("*.json"))}

@@ -11,7 +11,7 @@ from comfy_server import ComfyError
 from graphs import load_diception, perceive
 from PIL import Image
 from safetensors.torch import save_file
-from test_progress_interrupt import progress_of, with_listener
+from server_messages import progress_of, with_listener
 
 from scripts.local_comfyui import LocalComfyUI
 

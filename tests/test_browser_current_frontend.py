@@ -7,10 +7,10 @@ picker's tests (and Perceive Task's task_name display) are in tests/test_browser
 """
 
 import itertools
-import json
 import re
 
-from current_frontend import PACK, SKIPS, WORKFLOWS, chromium_browser, current_comfy, editor  # noqa: F401 (fixtures)
+from current_frontend import (PACK, SKIPS, WORKFLOWS, chromium_browser, current_comfy, editor,  # noqa: F401 (fixtures)
+                              open_pack_templates, shipped_workflows, template_card)
 
 pytestmark = SKIPS
 
@@ -61,25 +61,6 @@ def test_search_finds_every_node_of_the_pack(editor, current_comfy):
         missing += [(query, n, results[:300]) for n in want if n not in results]
         page.keyboard.press("Escape")
     assert not missing, missing
-
-
-def open_pack_templates(page):
-    """The template browser, on the pack's own category."""
-    page.evaluate("() => app.extensionManager.command.execute('Comfy.BrowseTemplates')")
-    dialog = page.locator("[role=dialog]").filter(has=page.get_by_test_id("template-workflows-content")).last
-    dialog.get_by_text(PACK).first.click()
-    dialog.locator("[data-testid^='template-workflow-']").first.wait_for(timeout=15000)
-    return dialog
-
-
-def template_card(dialog, name):
-    card = dialog.get_by_test_id(f"template-workflow-{name}")
-    card.scroll_into_view_if_needed(timeout=10000)
-    return card
-
-
-def shipped_workflows():
-    return {path.stem: json.loads(path.read_text()) for path in sorted(WORKFLOWS.glob("*.json"))}
 
 
 def test_every_template_loads_with_its_widget_values_and_no_missing_node(editor):

@@ -10,7 +10,7 @@ import shutil
 import pytest
 from current_frontend import CURRENT_COMFYUI, SKIPS, VERSION, WORKFLOWS, Editor, chromium_browser  # noqa: F401
 from stand_in_hub import StandIn
-from test_browser_current_frontend import open_pack_templates, shipped_workflows, template_card
+from current_frontend import open_pack_templates, shipped_workflows, template_card
 
 from scripts.local_comfyui import LocalComfyUI
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from comfy_server import ComfyError, error_message
 from PIL import Image
-from test_persam_nodes import persam_graph, reference_png
+from graphs import persam_graph, reference_png
 
 from models.dreambooth import export_dataset, feather, grow, latent_loss_mask, training_mask
 

@@ -175,7 +175,7 @@ def test_toml_strings_escape_every_control_character():
 
 
 def test_the_dreambooth_workflow_writes_such_a_dataset_headless(comfy, tmp_path):
-    from test_workflows import TINY
+    from graphs import TINY
 
     port = comfy.url.rsplit(":", 1)[1]
     images = [str(p) for p in (ROOT / "workflows" / "images").glob("*.png")]

@@ -9,7 +9,7 @@ import pytest
 from comfy_server import FIXTURES, ComfyError, error_message, save_fixture_image
 from graphs import diception_graph
 from stand_in_hub import StandIn
-from test_progress_interrupt import listen
+from server_messages import listen
 
 from scripts.local_comfyui import LocalComfyUI, comfyui_builds
 
