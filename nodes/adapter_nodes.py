@@ -10,32 +10,14 @@ from PIL import Image
 import folder_paths
 
 from ..models.diception.adapter import DEFAULT_RANK, MAX_RANK, MAX_STEPS
-from ..models.diception.adapter_file import load_adapter, save_adapter
+from ..models.diception.adapter_examples import image_files, read_image
+from ..models.diception.adapter_file import check_file_name, load_adapter, save_adapter
 from ..models.output_paths import check_name, contained
 from . import comfy_adapter
 from .diception_nodes import DiceptionModel
 
 BUILT_IN_SETS = Path(__file__).resolve().parent.parent / "workflows" / "images"  # e.g. diception_examples/red_objects
-IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 ADAPTER_FOLDER = ("loras", "diception")  # under the output folder, as core's Save LoRA writes into output
-
-
-def read_image(path) -> torch.Tensor:
-    with Image.open(path) as image:
-        return torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255)
-
-
-def image_files(folder, role: str) -> dict:
-    if not os.path.isdir(folder):
-        raise ValueError(f"folder: no {role}/ folder in {os.path.dirname(folder)}; expected images/ and targets/ with files paired by name")
-    files = {}
-    for name in sorted(os.listdir(folder)):  # sorted: never the directory's own order
-        stem, ext = os.path.splitext(name)
-        if ext.lower() in IMAGE_EXTENSIONS:
-            if stem in files:
-                raise ValueError(f"folder: {role}/ has two files named {stem!r} ({files[stem]} and {name}); keep one")
-            files[stem] = name
-    return files
 
 
 class LoadDiceptionExamples:
@@ -57,9 +39,9 @@ class LoadDiceptionExamples:
 
     def load(self, folder):
         example = "diception_examples/red_objects"
-        parts = check_name(folder, "folder", example)
+        parts = check_name(folder, "folder", example, "input folder")
         for root in (Path(os.path.realpath(folder_paths.get_input_directory())), BUILT_IN_SETS):
-            where = contained(root, root.joinpath(*parts), folder, "folder", example)
+            where = contained(root, root.joinpath(*parts), folder, "folder", example, "input folder")
             if where.is_dir():
                 break
         else:
@@ -167,7 +149,9 @@ class SaveDiceptionAdapter:
     CATEGORY = "DICEPTION/adapters"
     FUNCTION = "save"
     OUTPUT_NODE = True
-    RETURN_TYPES = ()
+    RETURN_TYPES = ("STRING",)
+    RETURN_NAMES = ("path",)
+    OUTPUT_TOOLTIPS = ("where the adapter was written, relative to the output folder (also shown on the node)",)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -180,18 +164,26 @@ class SaveDiceptionAdapter:
 
     def save(self, adapter, name):
         name = name.strip()
-        if not name or any(c in name for c in '/\\:\x00') or name in (".", ".."):
+        if len(check_name(name, "name", "highlight")) != 1:
             raise ValueError(f"name: expected a plain file name such as 'highlight' (no folders), got {name!r}")
-        path = save_adapter(adapter, output_adapter_folder(), name)
-        return {"ui": {"text": [os.path.relpath(path, folder_paths.get_output_directory())]}}
+        check_file_name(name)
+        root = Path(os.path.realpath(folder_paths.get_output_directory()))
+        # output/loras may be a symbolic link: the adapter is written only if its folder stays inside the output folder
+        folder = contained(root, root.joinpath(*ADAPTER_FOLDER), "/".join(ADAPTER_FOLDER), "name", "highlight")
+        path = save_adapter(adapter, folder, name)
+        written = path.relative_to(root).as_posix()
+        return {"ui": {"text": [written]}, "result": (written,)}
 
 
 def adapter_files() -> list:
-    """Adapter files from models/loras and output/loras/diception (the latter prefixed ``output/``)."""
+    """Adapter files from ComfyUI's LoRA folders, and those of output/loras/diception it does not list already
+    (ComfyUI v0.8.0 adds output/loras to its LoRA folders; older builds do not), prefixed ``output/``."""
     found = [f for f in folder_paths.get_filename_list("loras") if f.lower().endswith(".safetensors")]
     folder = output_adapter_folder()
     if os.path.isdir(folder):
-        found += ["output/" + f for f in sorted(os.listdir(folder)) if f.endswith(".safetensors") and not f.startswith(".")]
+        listed = {os.path.realpath(p) for p in (folder_paths.get_full_path("loras", f) for f in found) if p}
+        found += ["output/" + f for f in sorted(os.listdir(folder)) if f.endswith(".safetensors") and not f.startswith(".")
+                  and os.path.realpath(os.path.join(folder, f)) not in listed]
     return found
 
 
