@@ -1,6 +1,7 @@
 """Teaching DICEPTION a new task through the real server: Load Examples → Train → Save → (fresh server) Load Adapter →
 Perceive Task by the task's name; the loaded model is untouched; progress, interrupt and clear errors."""
 
+import json
 import shutil
 import threading
 import time
@@ -128,7 +129,7 @@ def test_progress_per_step_and_interrupt_within_one_step(comfy):
     steps = 2000
 
     def interrupt_midway(messages):
-        prompt_id = comfy.queue(train_graph(examples, steps=steps, seed=1))
+        prompt_id = comfy.queue(train_graph(examples, steps=steps, seed=1, checkpoint_every=2))
         deadline = time.time() + 120
         while not any(p["value"] >= 3 for p in progress_of(messages, "train")) and time.time() < deadline:
             time.sleep(0.01)
@@ -140,6 +141,15 @@ def test_progress_per_step_and_interrupt_within_one_step(comfy):
     assert any(kind == "execution_interrupted" for kind, _ in entry["status"]["messages"])
     after = [m for t, m in messages if t > sent and m["type"] == "progress"]
     assert len(after) <= 1, f"{len(after)} steps ran after the interrupt"
+    # the interrupted run left its last checkpoint (at most 2 steps behind), complete and loadable for resume_from
+    from safetensors import safe_open
+
+    checkpoints = sorted((comfy.dirs["output"] / "loras" / "diception").glob("invert_checkpoint_*.safetensors"))
+    assert len(checkpoints) == 1, checkpoints
+    with safe_open(str(checkpoints[0]), framework="pt") as f:
+        done = json.loads(f.metadata()["diception.settings"])["steps_done"]
+    assert done % 2 == 0 and done >= 2
+    checkpoints[0].unlink()
 
 
 def failure(comfy, graph) -> str:

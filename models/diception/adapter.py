@@ -23,6 +23,8 @@ DEFAULT_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj
 # The feed-forward layers of a joint block (image stream ff, text stream ff_context; the last block has no ff_context)
 MLP_TARGETS = ("ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj", "ff_context.net.2")
 TARGET_PRESETS = {"attention": DEFAULT_TARGETS, "attention + MLP": DEFAULT_TARGETS + MLP_TARGETS}
+# Share of SD3-medium's transformer (2.028 B parameters) a rank-32 adapter of each preset trains
+PRESET_SHARE_SD3_MEDIUM = {"attention": "0.93 %", "attention + MLP": "2.06 %"}
 DEFAULT_RANK = 32
 MAX_RANK = 256
 MAX_STEPS = 100_000  # training steps one run may ask for
