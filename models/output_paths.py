@@ -25,9 +25,10 @@ def split(name: str) -> list:
     return (name.replace("\\", "/") if os.sep == "\\" else name).split("/")
 
 
-def check_name(name, input_name: str, example: str) -> tuple:
-    """The components of a relative output name, or ValueError naming ``input_name`` and what is expected."""
-    expected = f"expected a name relative to the output folder, such as {example!r}"
+def check_name(name, input_name: str, example: str, root_name: str = "output folder") -> tuple:
+    """The components of a relative output name, or ValueError naming ``input_name`` and what is expected
+    (``root_name``: the folder it is relative to, for the message)."""
+    expected = f"expected a name relative to the {root_name}, such as {example!r}"
     if not isinstance(name, str):
         raise ValueError(f"{input_name}: {expected}, got {type(name).__name__} {name!r}")
     if "\x00" in name:
@@ -53,7 +54,7 @@ def check_name(name, input_name: str, example: str) -> tuple:
     return tuple(parts)
 
 
-def contained(root: Path, path: Path, name: str, input_name: str, example: str) -> Path:
+def contained(root: Path, path: Path, name: str, input_name: str, example: str, root_name: str = "output folder") -> Path:
     """``path`` with symbolic links resolved, refused unless it lies inside ``root`` (already resolved)."""
     if byte_length(str(path)) > MAX_PATH_BYTES:
         raise ValueError(
@@ -62,11 +63,11 @@ def contained(root: Path, path: Path, name: str, input_name: str, example: str) 
     real = Path(os.path.realpath(path))
     if real != root and root not in real.parents:
         raise ValueError(
-            f"{input_name}: {name!r} leads outside the output folder {root} (through a symbolic link); expected a "
-            f"name relative to the output folder, such as {example!r}")
+            f"{input_name}: {name!r} leads outside the {root_name} {root} (through a symbolic link); expected a "
+            f"name relative to the {root_name}, such as {example!r}")
     for parent in reversed(real.parents):
         if parent != root and root in parent.parents and parent.exists() and not parent.is_dir():
-            raise ValueError(f"{input_name}: {parent.relative_to(root).as_posix()!r} in the output folder is a file, "
+            raise ValueError(f"{input_name}: {parent.relative_to(root).as_posix()!r} in the {root_name} is a file, "
                              f"not a folder; choose another name")
     return real
 

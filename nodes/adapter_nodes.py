@@ -1,6 +1,8 @@
 """ComfyUI nodes that teach DICEPTION a new task: Load DICEPTION Examples, Train / Save / Load DICEPTION Adapter."""
 
+import logging
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -9,32 +11,16 @@ from PIL import Image
 
 import folder_paths
 
-from ..models.diception.adapter import DEFAULT_RANK, MAX_RANK, MAX_STEPS
-from ..models.diception.adapter_file import load_adapter, save_adapter
+from ..models.diception.adapter import DEFAULT_RANK, MAX_RANK, MAX_STEPS, PRESET_SHARE_SD3_MEDIUM, TARGET_PRESETS
+from ..models.diception.adapter_examples import image_files, read_image
+from ..models.diception.adapter_file import check_file_name, load_adapter, save_adapter
 from ..models.output_paths import check_name, contained
 from .diception_nodes import DiceptionModel
 
 BUILT_IN_SETS = Path(__file__).resolve().parent.parent / "workflows" / "images"  # e.g. diception_examples/red_objects
-IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 ADAPTER_FOLDER = ("loras", "diception")  # under the output folder, as core's Save LoRA writes into output
-
-
-def read_image(path) -> torch.Tensor:
-    with Image.open(path) as image:
-        return torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255)
-
-
-def image_files(folder, role: str) -> dict:
-    if not os.path.isdir(folder):
-        raise ValueError(f"folder: no {role}/ folder in {os.path.dirname(folder)}; expected images/ and targets/ with files paired by name")
-    files = {}
-    for name in sorted(os.listdir(folder)):  # sorted: never the directory's own order
-        stem, ext = os.path.splitext(name)
-        if ext.lower() in IMAGE_EXTENSIONS:
-            if stem in files:
-                raise ValueError(f"folder: {role}/ has two files named {stem!r} ({files[stem]} and {name}); keep one")
-            files[stem] = name
-    return files
+NO_RESUME = "none"
+log = logging.getLogger(__name__)
 
 
 class LoadDiceptionExamples:
@@ -56,9 +42,9 @@ class LoadDiceptionExamples:
 
     def load(self, folder):
         example = "diception_examples/red_objects"
-        parts = check_name(folder, "folder", example)
+        parts = check_name(folder, "folder", example, "input folder")
         for root in (Path(os.path.realpath(folder_paths.get_input_directory())), BUILT_IN_SETS):
-            where = contained(root, root.joinpath(*parts), folder, "folder", example)
+            where = contained(root, root.joinpath(*parts), folder, "folder", example, "input folder")
             if where.is_dir():
                 break
         else:
@@ -129,11 +115,18 @@ class TrainDiceptionAdapter:
                 "images": ("IMAGE", {"tooltip": "example images (a batch), with targets"}),
                 "targets": ("IMAGE", {"tooltip": "the target answers, one per image, in the same order"}),
                 "gradient_checkpointing": ("BOOLEAN", {"default": True, "tooltip": "recompute each block in the backward pass: much less memory, about a third slower"}),
+                "target": (list(TARGET_PRESETS), {"default": "attention", "tooltip": "which layers the adapter trains: "
+                           + "; ".join(f"{k}: {v} of SD3-medium at rank 32" for k, v in PRESET_SHARE_SD3_MEDIUM.items())
+                           + " (the share for this model and rank is printed when training starts)"}),
+                "resume_from": ([NO_RESUME] + adapter_files(), {"default": NO_RESUME, "tooltip": "continue training a saved adapter (or a checkpoint of an interrupted run); rank and target must be its own"}),
+                "checkpoint_every": ("INT", {"default": 500, "min": 0, "max": MAX_STEPS, "tooltip": "save the adapter so far every N steps to output/loras/diception/TASK_checkpoint_…, crash-safe (0: never); an interrupt or crash loses at most N steps: continue with resume_from"}),
             },
+            "hidden": {"unique_id": "UNIQUE_ID"},
         }
 
     def train(self, model, task_name, prompt, steps, learning_rate, rank, batch_size, resolution, seed,
-              examples=None, images=None, targets=None, gradient_checkpointing=True):
+              examples=None, images=None, targets=None, gradient_checkpointing=True, target="attention",
+              resume_from=NO_RESUME, checkpoint_every=500, unique_id=None):
         if examples is not None:
             pairs_images, pairs_targets = [p[1] for p in examples], [p[2] for p in examples]
         elif images is not None or targets is not None:
@@ -144,12 +137,87 @@ class TrainDiceptionAdapter:
             raise ValueError("examples: no examples; connect Load DICEPTION Examples, or images and targets")
         from ..models.diception.finetune import TrainingSettings, train_adapter  # diffusers: loaded on first use
 
+        if target not in TARGET_PRESETS:
+            raise ValueError(f"target: expected one of {list(TARGET_PRESETS)}, got {target!r}")
         settings = TrainingSettings(steps=steps, learning_rate=learning_rate, rank=rank, batch_size=batch_size,
-                                    resolution=resolution, seed=seed, checkpointing=gradient_checkpointing)
-        pipeline, adapter, losses = train_adapter(  # progress and interrupt: through the pipeline's host
+                                    resolution=resolution, seed=seed, checkpointing=gradient_checkpointing,
+                                    targets=TARGET_PRESETS[target], checkpoint_every=checkpoint_every)
+        resume = None
+        if resume_from != NO_RESUME:
+            resume = load_adapter(find_adapter(resume_from), model.pipeline.base_transformer, task_name)
+        share = trainable_share(model.pipeline.base_transformer, rank, TARGET_PRESETS[target])
+        report = LossReport(steps, unique_id, f"{target}, rank {rank}: {share:.2%} of the transformer's parameters")
+        saver = CheckpointSaver(task_name)
+        host = model.pipeline.host  # ComfyUI's progress bar and interrupt
+
+        def step(done, total, loss):
+            report(done, loss)
+            host.progress(done, total)
+
+        pipeline, adapter, losses = train_adapter(
             model.pipeline, pairs_images, pairs_targets, task_name.strip(), prompt, settings,
+            callback=step, resume=resume, checkpoint=saver,
         )
+        saver.finished()
         return (DiceptionModel(pipeline), adapter, loss_curve(losses))
+
+
+def trainable_share(transformer, rank, targets) -> float:
+    from ..models.diception.adapter import lora_parameter_count
+
+    total = sum(p.numel() for n, p in transformer.named_parameters() if ".lora_" not in n)
+    return lora_parameter_count(transformer, rank, targets) / total
+
+
+class LossReport:
+    """The loss while training runs: a console line every ~5 % of the steps, and the node's progress text where the
+    server can show it (ComfyUI v0.8.0's send_progress_text)."""
+
+    def __init__(self, steps: int, node_id, what: str):
+        self.steps, self.node_id, self.every = steps, node_id, max(1, steps // 20)
+        self.recent = []
+        self.say(f"Train DICEPTION Adapter: {steps} steps on {what}")
+
+    def say(self, text: str) -> None:
+        log.info(text)
+        try:
+            from server import PromptServer
+
+            send = getattr(PromptServer.instance, "send_progress_text", None)
+            if send and self.node_id is not None:
+                send(text, self.node_id)
+        except Exception:  # the text is a courtesy: never fail training for it
+            pass
+
+    def __call__(self, done: int, loss: float) -> None:
+        self.recent.append(loss)
+        if done % self.every == 0 or done == self.steps:
+            mean = sum(self.recent) / len(self.recent)
+            self.say(f"Train DICEPTION Adapter: step {done}/{self.steps}, loss {loss:.4f} (mean of the last {len(self.recent)}: {mean:.4f})")
+            self.recent = []
+
+
+class CheckpointSaver:
+    """Saves the adapter so far as output/loras/diception/TASK_checkpoint_NNNNN.safetensors (crash-safe, as every
+    adapter file), and removes the run's previous checkpoint once the new one is complete; the last one is removed when
+    the run finishes (the adapter itself is then saved by Save DICEPTION Adapter)."""
+
+    def __init__(self, task: str):
+        self.name = (re.sub(r"[^\w\-]+", "_", task).strip("_.")[:100] or "adapter") + "_checkpoint"
+        self.last = None
+
+    def __call__(self, adapter) -> None:
+        root = Path(os.path.realpath(folder_paths.get_output_directory()))
+        folder = contained(root, root.joinpath(*ADAPTER_FOLDER), "/".join(ADAPTER_FOLDER), "checkpoint_every", "500")
+        path = save_adapter(adapter, folder, self.name, "checkpoint_every")
+        log.info("Train DICEPTION Adapter: checkpoint after %s steps: %s", adapter.settings.get("steps_done"), path)
+        self.finished()
+        self.last = path
+
+    def finished(self) -> None:
+        if self.last is not None:
+            self.last.unlink(missing_ok=True)
+            self.last = None
 
 
 def output_adapter_folder() -> str:
@@ -164,7 +232,9 @@ class SaveDiceptionAdapter:
     CATEGORY = "DICEPTION/adapters"
     FUNCTION = "save"
     OUTPUT_NODE = True
-    RETURN_TYPES = ()
+    RETURN_TYPES = ("STRING",)
+    RETURN_NAMES = ("path",)
+    OUTPUT_TOOLTIPS = ("where the adapter was written, relative to the output folder (also shown on the node)",)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -177,18 +247,26 @@ class SaveDiceptionAdapter:
 
     def save(self, adapter, name):
         name = name.strip()
-        if not name or any(c in name for c in '/\\:\x00') or name in (".", ".."):
+        if len(check_name(name, "name", "highlight")) != 1:
             raise ValueError(f"name: expected a plain file name such as 'highlight' (no folders), got {name!r}")
-        path = save_adapter(adapter, output_adapter_folder(), name)
-        return {"ui": {"text": [os.path.relpath(path, folder_paths.get_output_directory())]}}
+        check_file_name(name)
+        root = Path(os.path.realpath(folder_paths.get_output_directory()))
+        # output/loras may be a symbolic link: the adapter is written only if its folder stays inside the output folder
+        folder = contained(root, root.joinpath(*ADAPTER_FOLDER), "/".join(ADAPTER_FOLDER), "name", "highlight")
+        path = save_adapter(adapter, folder, name)
+        written = path.relative_to(root).as_posix()
+        return {"ui": {"text": [written]}, "result": (written,)}
 
 
 def adapter_files() -> list:
-    """Adapter files from models/loras and output/loras/diception (the latter prefixed ``output/``)."""
+    """Adapter files from ComfyUI's LoRA folders, and those of output/loras/diception it does not list already
+    (ComfyUI v0.8.0 adds output/loras to its LoRA folders; older builds do not), prefixed ``output/``."""
     found = [f for f in folder_paths.get_filename_list("loras") if f.lower().endswith(".safetensors")]
     folder = output_adapter_folder()
     if os.path.isdir(folder):
-        found += ["output/" + f for f in sorted(os.listdir(folder)) if f.endswith(".safetensors") and not f.startswith(".")]
+        listed = {os.path.realpath(p) for p in (folder_paths.get_full_path("loras", f) for f in found) if p}
+        found += ["output/" + f for f in sorted(os.listdir(folder)) if f.endswith(".safetensors") and not f.startswith(".")
+                  and os.path.realpath(os.path.join(folder, f)) not in listed]
     return found
 
 

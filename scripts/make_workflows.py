@@ -169,7 +169,7 @@ NODES2_HEIGHTS = {
     "DiceptionRGBToMasks": 220, "DiceptionSaveDepth": 152,
     "PersamSamLoader": 168, "PersamReference": 312, "PersamSegment": 300, "PersamDreamBoothMask": 240,
     "PersamSaveDreamBoothDataset": 464,  # not measured since issue 29 added 4 widgets and an input: nodes2_guess
-    "DiceptionLoadExamples": 144, "DiceptionTrainAdapter": 416, "DiceptionSaveAdapter": 172,
+    "DiceptionLoadExamples": 144, "DiceptionTrainAdapter": 500, "DiceptionSaveAdapter": 172,
 }
 # The template browser fits a template to the window (3/4 of it, frontend 1.58.1), and the classic canvas draws no
 # text below about 0.6 zoom: in a 1280×800 window a template of FIT_COLUMNS columns and STACK_HEIGHT px opens at

@@ -1,6 +1,7 @@
 """Teaching DICEPTION a new task through the real server: Load Examples → Train → Save → (fresh server) Load Adapter →
 Perceive Task by the task's name; the loaded model is untouched; progress, interrupt and clear errors."""
 
+import json
 import shutil
 import threading
 import time
@@ -71,6 +72,15 @@ def probe(comfy):
     Image.fromarray((rng.random((32, 48, 3)) * 255).astype(np.uint8)).save(comfy.dirs["input"] / "adapter_probe.png")
 
 
+def listed(client, stem) -> str:
+    """The one choice of Load DICEPTION Adapter for ``stem``.safetensors (v0.8.0 lists output/loras as a LoRA folder
+    itself, older builds do not: the pack adds output/loras/diception only where ComfyUI does not list it)."""
+    choices = client.get_json("/object_info/DiceptionLoadAdapter")["DiceptionLoadAdapter"]["input"]["required"]["adapter"][0]
+    found = [c for c in choices if c.endswith(f"/{stem}.safetensors") or c == f"{stem}.safetensors"]
+    assert len(found) == 1, choices  # each adapter once
+    return found[0]
+
+
 def test_train_save_and_reload_in_a_fresh_server(comfy, tmp_path):
     probe(comfy)
     before = arrays(comfy, comfy.run(base_graph("base_before")), "base_before")[0]
@@ -85,7 +95,7 @@ def test_train_save_and_reload_in_a_fresh_server(comfy, tmp_path):
         graph.update(raw_answer("new", channel, f"new_{channel}"))
     graph.update(raw_answer("builtin", "red", "builtin"))
     entry = comfy.run(graph)
-    saved = entry["outputs"]["save_adapter"]["text"][0]
+    saved = entry["outputs"]["save_adapter"]["text"][0]  # shown on the node, and its path output
     assert saved.startswith("loras/diception/invert_") and saved.endswith(".safetensors")
     trained = [arrays(comfy, entry, f"new_{c}")[0] for c in ("red", "green", "blue")]
     # built-in tasks on the adapted model, and the loaded model in another graph after training: as before
@@ -98,7 +108,7 @@ def test_train_save_and_reload_in_a_fresh_server(comfy, tmp_path):
         shutil.copy(comfy.dirs["output"] / saved, fresh.dirs["output"] / "loras" / "diception" / "invert.safetensors")
         shutil.copy(comfy.dirs["input"] / "adapter_probe.png", fresh.dirs["input"] / "adapter_probe.png")
         again = {"model": load_diception(), "load": {"class_type": "LoadImage", "inputs": {"image": "adapter_probe.png"}},
-                 "adapted": {"class_type": "DiceptionLoadAdapter", "inputs": {"model": ["model", 0], "adapter": "output/invert.safetensors", "strength": 1.0}},
+                 "adapted": {"class_type": "DiceptionLoadAdapter", "inputs": {"model": ["model", 0], "adapter": listed(fresh.client, "invert"), "strength": 1.0}},
                  "new": perceive(["load", 0], steps=2, task_name="invert")}
         again["new"]["inputs"]["model"] = ["adapted", 0]
         for channel in ("red", "green", "blue"):
@@ -119,7 +129,7 @@ def test_progress_per_step_and_interrupt_within_one_step(comfy):
     steps = 2000
 
     def interrupt_midway(messages):
-        prompt_id = comfy.queue(train_graph(examples, steps=steps, seed=1))
+        prompt_id = comfy.queue(train_graph(examples, steps=steps, seed=1, checkpoint_every=2))
         deadline = time.time() + 120
         while not any(p["value"] >= 3 for p in progress_of(messages, "train")) and time.time() < deadline:
             time.sleep(0.01)
@@ -131,6 +141,15 @@ def test_progress_per_step_and_interrupt_within_one_step(comfy):
     assert any(kind == "execution_interrupted" for kind, _ in entry["status"]["messages"])
     after = [m for t, m in messages if t > sent and m["type"] == "progress"]
     assert len(after) <= 1, f"{len(after)} steps ran after the interrupt"
+    # the interrupted run left its last checkpoint (at most 2 steps behind), complete and loadable for resume_from
+    from safetensors import safe_open
+
+    checkpoints = sorted((comfy.dirs["output"] / "loras" / "diception").glob("invert_checkpoint_*.safetensors"))
+    assert len(checkpoints) == 1, checkpoints
+    with safe_open(str(checkpoints[0]), framework="pt") as f:
+        done = json.loads(f.metadata()["diception.settings"])["steps_done"]
+    assert done % 2 == 0 and done >= 2
+    checkpoints[0].unlink()
 
 
 def failure(comfy, graph) -> str:
@@ -172,10 +191,26 @@ def test_clear_errors(comfy):
     (loras / "truncated.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\": ")
     for name, expected in (("sdxl_style", "SDXL"), ("comfy_sd3", "own layout"), ("truncated", "truncated or damaged")):
         graph = {"model": load_diception(), "load": {"class_type": "LoadImage", "inputs": {"image": "adapter_probe.png"}},
-                 "adapted": {"class_type": "DiceptionLoadAdapter", "inputs": {"model": ["model", 0], "adapter": f"output/{name}.safetensors", "strength": 1.0}},
+                 "adapted": {"class_type": "DiceptionLoadAdapter", "inputs": {"model": ["model", 0], "adapter": listed(comfy, name), "strength": 1.0}},
                  "new": perceive(["load", 0], task_name="invert")}
         graph["new"]["inputs"]["model"] = ["adapted", 0]
         graph["save"] = {"class_type": "PreviewImage", "inputs": {"images": ["new", 0]}}
         messages[name] = (failure(comfy, graph), ["adapter", expected])
+
+    graph = train_graph("../outside")
+    messages["folder outside input"] = (failure(comfy, graph), ["folder", "relative to the input folder"])
+    graph = train_graph(write_examples(comfy, "naming"), steps=1)
+    graph["save_adapter"]["inputs"]["name"] = "n" * 300
+    messages["long name"] = (failure(comfy, graph), ["name", "300 bytes"])
+    outside = comfy.dirs["output"].parent / "outside_loras"
+    outside.mkdir(exist_ok=True)
+    shutil.rmtree(comfy.dirs["output"] / "loras")
+    (comfy.dirs["output"] / "loras").symlink_to(outside, target_is_directory=True)
+    try:
+        graph["save_adapter"]["inputs"]["name"] = "escape"
+        messages["loras links out"] = (failure(comfy, graph), ["name", "leads outside the output folder"])
+        assert list(outside.rglob("*.safetensors")) == []  # nothing was written outside the output folder
+    finally:
+        (comfy.dirs["output"] / "loras").unlink()
     unexplained = {case: text[-400:] for case, (text, needles) in messages.items() if not all(n in text for n in needles)}
     assert not unexplained, unexplained

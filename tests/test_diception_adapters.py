@@ -10,9 +10,11 @@ from diffusers import SD3Transformer2DModel
 from safetensors.torch import load_file, save_file
 
 from models.diception import load_pipeline
-from models.diception.adapter import DEFAULT_TARGETS, TaskAdapter, lora_parameter_count
+from models.diception.adapter import (
+    DEFAULT_TARGETS, MLP_TARGETS, PRESET_SHARE_SD3_MEDIUM, TARGET_PRESETS, TaskAdapter, lora_parameter_count,
+)
 from models.diception.adapter_file import load_adapter, save_adapter
-from models.diception.finetune import TrainingSettings, example_latents, train_adapter
+from models.diception.finetune import TrainingSettings, example_latents, flow_loss, sample_sigmas, train_adapter
 from models.diception.pipeline import initial_noise, point_slots
 from models.diception.single_file import SD3_MEDIUM_CONFIGS
 
@@ -219,3 +221,58 @@ def test_targets_of_the_same_shape_are_resized(pipe):
     bigger = [torch.nn.functional.interpolate(t.permute(2, 0, 1)[None], size=(64, 64))[0].permute(1, 2, 0) for t in targets]
     _, adapter, losses = train_adapter(pipe, list(images), bigger, "invert", PROMPT, quick(steps=1))
     assert len(losses) == 1 and json.dumps(adapter.settings)
+
+
+def test_target_presets_train_the_shares_the_node_shows():
+    config = SD3Transformer2DModel.load_config(SD3_MEDIUM_CONFIGS / "transformer")
+    with torch.device("meta"):
+        transformer = SD3Transformer2DModel.from_config(config)
+    total = sum(p.numel() for p in transformer.parameters())
+    for preset, targets in TARGET_PRESETS.items():
+        share = lora_parameter_count(transformer, 32, targets) / total
+        assert f"{share:.2%}".replace("%", " %") == PRESET_SHARE_SD3_MEDIUM[preset], preset
+    # 24 image-stream MLPs + 23 text-stream MLPs (the last block has none), each 1536 → 6144 → 1536
+    mlp = lora_parameter_count(transformer, 32, MLP_TARGETS)
+    assert mlp == 47 * 2 * 32 * (1536 + 6144)
+
+
+def test_recipe_sigma_one_share_and_sigma_squared_weighting():
+    settings = TrainingSettings(one_step_fraction=0.25)
+    sigmas = sample_sigmas(20_000, settings, 3.0, torch.Generator().manual_seed(0))
+    assert abs((sigmas == 1).float().mean().item() - 0.25) < 0.02  # the point one-step answers visit
+    assert (sample_sigmas(20_000, TrainingSettings(one_step_fraction=0), 3.0, torch.Generator().manual_seed(0)) == 1).sum() == 0
+    prediction, velocity = torch.randn(2, 4, 3, 3), torch.randn(2, 4, 3, 3)
+    s = torch.tensor([0.5, 1.0])
+    weighted = ((prediction - velocity) ** 2 * s.view(-1, 1, 1, 1) ** 2).mean()
+    assert torch.allclose(flow_loss(prediction, velocity, s, True), weighted)
+    assert torch.allclose(flow_loss(prediction, velocity, s, False), ((prediction - velocity) ** 2).mean())
+
+
+def test_prompt_dropout_trains_the_unconditioned_branch(pipe):
+    images, targets = invert_task(4, 0)
+    always = [train_adapter(pipe, images, targets, "invert", p, quick(prompt_dropout=1.0))[1].weights for p in (PROMPT, "[[other]]")]
+    never = [train_adapter(pipe, images, targets, "invert", p, quick(prompt_dropout=0.0))[1].weights for p in (PROMPT, "[[other]]")]
+    assert all(torch.equal(always[0][k], always[1][k]) for k in always[0])  # the prompt never reached the model
+    assert any(not torch.equal(never[0][k], never[1][k]) for k in never[0])
+
+
+def test_gradient_clipping_bounds_the_update(pipe):
+    images, targets = invert_task(4, 0)
+    clipped = train_adapter(pipe, images, targets, "invert", PROMPT, quick(steps=1, max_grad_norm=1e-12))[1].weights
+    free = train_adapter(pipe, images, targets, "invert", PROMPT, quick(steps=1, max_grad_norm=0))[1].weights
+    b = [k for k in free if "lora_B" in k]
+    # Adam's first step moves every weight by about lr; a gradient clipped far below Adam's epsilon barely moves it
+    assert max(clipped[k].abs().max().item() for k in b) < 1e-5 < max(free[k].abs().max().item() for k in b)
+
+
+def test_checkpoints_and_resume(pipe):
+    images, targets = invert_task(4, 0)
+    saved = []
+    _, adapter, _ = train_adapter(pipe, images, targets, "invert", PROMPT, quick(steps=5, checkpoint_every=2), checkpoint=saved.append)
+    assert [a.settings["steps_done"] for a in saved] == [2, 4] and adapter.settings["steps_done"] == 5
+    assert any(not torch.equal(saved[0].weights[k], adapter.weights[k]) for k in adapter.weights)  # a copy, not a view
+    _, resumed, _ = train_adapter(pipe, images, targets, "invert", PROMPT, quick(steps=1, learning_rate=1e-12), resume=saved[1])
+    assert resumed.settings["steps_done"] == 5
+    assert all(torch.allclose(resumed.weights[k], saved[1].weights[k], atol=1e-9) for k in resumed.weights)
+    with pytest.raises(ValueError, match="resume_from: the saved adapter has rank 4"):
+        train_adapter(pipe, images, targets, "invert", PROMPT, quick(rank=8), resume=saved[1])

@@ -3,21 +3,27 @@
 Keys: ``transformer.transformer_blocks.N.attn.to_q.lora_A.weight`` / ``lora_B`` (fp32), as diffusers'
 ``StableDiffusion3Pipeline.save_lora_weights`` writes and ``lora_state_dict`` / ComfyUI's ``comfy/lora.py`` read.
 Metadata (strings): the task name and prompt, rank, alpha, target modules, the identity of the DICEPTION checkpoint
-it was trained on, and the training settings. Files are written to a temporary name and renamed into place, under
-the first free number, so nothing is overwritten and an interrupted write never looks complete.
+it was trained on, and the training settings. The bytes are deterministic (the header's keys sorted): the same
+adapter gives the same file. Files are published crash-safe (models.publish) under the first free number: written
+complete under a hidden random temporary name, then hard-linked into place, so nothing is overwritten, an interrupted
+write never looks complete and two processes (two containers, both PID 1) never take the same name.
 """
 
 import json
 import logging
+import math
 import os
 import re
+import struct
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save as safetensors_bytes
 
-from .adapter import MAX_RANK, TaskAdapter, checkpoint_identity
+from ..output_paths import MAX_NAME_BYTES, byte_length
+from ..publish import fsync_path, publish_file, remove, save_error, temporary_name, write_bytes
+from .adapter import KEY_PREFIX, MAX_RANK, TaskAdapter, checkpoint_identity
 
 FORMAT = "diception-task-adapter/1"
 KEY = re.compile(r"^transformer\.(?P<module>.+)\.lora_(?P<half>[AB])\.weight$")
@@ -39,23 +45,58 @@ def metadata(adapter: TaskAdapter) -> dict:
     }
 
 
-def save_adapter(adapter: TaskAdapter, folder, name: str) -> Path:
-    """Write ``folder/name_00001.safetensors`` (the first free number): temp file, then a no-overwrite link."""
+SUFFIX = "_00001.safetensors"  # what the numbering and extension add to a name
+
+
+def adapter_bytes(adapter: TaskAdapter) -> bytes:
+    """The safetensors file of ``adapter`` with its JSON header's keys sorted (safetensors writes the metadata in hash
+    order, which differs between runs), so the same adapter always gives the same bytes."""
+    raw = safetensors_bytes({k: v.contiguous() for k, v in adapter.weights.items()}, metadata=metadata(adapter))
+    (length,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8:8 + length])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-(8 + len(text)) % 8)  # the data stays 8-byte aligned, as safetensors pads its header
+    return struct.pack("<Q", len(text)) + text + raw[8 + length:]
+
+
+def check_file_name(name: str, input_name: str = "name") -> str:
+    """A plain file name for an adapter (no folders, not hidden, short enough with its number), or ValueError."""
+    if not isinstance(name, str) or not name.strip() or any(c in name for c in "/\\:\x00") or name.strip(".") == "":
+        raise ValueError(f"{input_name}: expected a plain file name such as 'highlight' (no folders), got {name!r}")
+    if name.startswith("."):
+        raise ValueError(f"{input_name}: {name!r} starts with a dot, which hides the file (Load DICEPTION Adapter does not "
+                         "list hidden files); give a name such as 'highlight'")
+    if byte_length(name + SUFFIX) > MAX_NAME_BYTES:
+        raise ValueError(f"{input_name}: the file name {name[:40]!r}… with its number and extension would be "
+                         f"{byte_length(name + SUFFIX)} bytes; the file system allows {MAX_NAME_BYTES}: give a shorter name")
+    return name
+
+
+def save_adapter(adapter: TaskAdapter, folder, name: str, input_name: str = "name") -> Path:
+    """Write ``folder/name_00001.safetensors`` (the first free number), crash-safe (models.publish); a failure to
+    write (disk full, read-only folder) raises ``SaveError`` naming ``input_name`` and the folder."""
+    check_file_name(name, input_name)
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{name}.{os.getpid()}.partial"
-    save_file({k: v.contiguous() for k, v in adapter.weights.items()}, str(tmp), metadata=metadata(adapter))
+    temp = None
     try:
+        folder.mkdir(parents=True, exist_ok=True)
+        content = adapter_bytes(adapter)
+        temp = temporary_name(folder, name + ".safetensors")
+        write_bytes(temp, lambda file: file.write(content))
         for number in range(1, 100_000):
             path = folder / f"{name}_{number:05}.safetensors"
             try:
-                os.link(tmp, path)  # fails if the name is taken: never overwrites
-                return path
+                publish_file(temp, path)  # fails if the name is taken: never overwrites
             except FileExistsError:
                 continue
-        raise ValueError(f"name: {name!r} has 99999 numbered files already in {folder}; choose another name")
+            fsync_path(folder)
+            return path
+        raise ValueError(f"{input_name}: {name!r} has 99999 numbered files already in {folder}; choose another name")
+    except OSError as e:
+        raise save_error(e, input_name, f"the adapter {name!r}", folder, [temp] if temp else []) from e
     finally:
-        tmp.unlink(missing_ok=True)
+        if temp is not None:
+            remove(temp)
 
 
 def describe_layout(keys) -> str:
@@ -86,6 +127,24 @@ def read_tensors(path):
     return tensors, meta
 
 
+def parse_metadata(path: Path, meta: dict) -> dict:
+    """rank, alpha, targets and settings from the file's metadata, or an error naming the file and the entry."""
+    parsed = {}
+    for key, parse in (("rank", int), ("alpha", float), ("targets", json.loads), ("settings", json.loads)):
+        default = {"rank": "0", "alpha": meta.get("diception.rank", "0"), "targets": "[]", "settings": "{}"}[key]
+        text = meta.get(f"diception.{key}", default)
+        try:
+            parsed[key] = parse(text)
+        except (ValueError, TypeError):
+            raise ValueError(f"adapter: {path.name} has unreadable metadata: diception.{key} = {text[:60]!r} is not "
+                             f"{'a whole number' if key == 'rank' else 'a number' if key == 'alpha' else 'JSON'}; "
+                             "save the adapter again with Save DICEPTION Adapter") from None
+    if not isinstance(parsed["targets"], list) or not isinstance(parsed["settings"], dict) or not math.isfinite(parsed["alpha"]):
+        raise ValueError(f"adapter: {path.name} has unreadable metadata: expected a list of target modules, a settings "
+                         "object and a finite alpha; save the adapter again with Save DICEPTION Adapter")
+    return parsed
+
+
 def load_adapter(path, transformer: torch.nn.Module, task: str = "") -> TaskAdapter:
     """Read an adapter file and check that it fits ``transformer`` (a DICEPTION transformer without adapters)."""
     path = Path(path)
@@ -102,6 +161,20 @@ def load_adapter(path, transformer: torch.nn.Module, task: str = "") -> TaskAdap
             f"adapter: {path.name} has SD3 LoRA keys but no DICEPTION task metadata (task prompt, rank); it was not "
             "trained by Train DICEPTION Adapter, so DICEPTION cannot know which task it answers"
         )
+    parsed = parse_metadata(path, meta)
+    halves = {}
+    for key in keys:
+        match = KEY.match(key)
+        halves.setdefault(match["module"], set()).add(match["half"])
+    unpaired = sorted(m for m, h in halves.items() if h != {"A", "B"})
+    if unpaired:
+        missing = "lora_B" if halves[unpaired[0]] == {"A"} else "lora_A"
+        raise ValueError(f"adapter: {path.name} is incomplete: {len(unpaired)} layer(s) lack their {missing} weights, e.g. "
+                         f"{KEY_PREFIX}{unpaired[0]}.{missing}.weight (every adapted layer needs lora_A and lora_B)")
+    broken = [k for k in sorted(keys) if not torch.isfinite(tensors[k]).all()]
+    if broken:
+        raise ValueError(f"adapter: {path.name} has NaN or infinite weights ({len(broken)} tensors, e.g. {broken[0]}): it "
+                         "would answer nonsense; train it again (a lower learning_rate) or use another file")
     modules = dict(transformer.named_modules())
     ranks = set()
     for key, value in tensors.items():
@@ -121,7 +194,7 @@ def load_adapter(path, transformer: torch.nn.Module, task: str = "") -> TaskAdap
                 f"{match['module']} ({width_in} → {width_out})"
             )
         ranks.add(rank)
-    rank = int(meta.get("diception.rank", "0"))
+    rank = parsed["rank"]
     if ranks != {rank} or not 1 <= rank <= MAX_RANK:
         raise ValueError(f"adapter: {path.name}: its metadata says rank {rank} but its weights have rank(s) {sorted(ranks)}")
     here = checkpoint_identity(transformer)
@@ -131,10 +204,10 @@ def load_adapter(path, transformer: torch.nn.Module, task: str = "") -> TaskAdap
         task=task.strip() or meta.get("diception.task") or path.stem,
         prompt=meta["diception.prompt"],
         rank=rank,
-        alpha=float(meta.get("diception.alpha", rank)),
-        targets=tuple(json.loads(meta.get("diception.targets", "[]"))),
+        alpha=parsed["alpha"],
+        targets=tuple(parsed["targets"]),
         weights={k: v.float() for k, v in tensors.items()},
         checkpoint=meta.get("diception.checkpoint", ""),
-        settings=json.loads(meta.get("diception.settings", "{}")),
+        settings=parsed["settings"],
     )
 
