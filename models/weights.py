@@ -18,6 +18,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
+from .inputs import PACKAGE
+
 PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
 WEIGHT_SUFFIXES = (".safetensors",) + PICKLE_SUFFIXES
 SAFETENSORS_MAX_HEADER = 100_000_000  # the safetensors format's own limit
@@ -29,6 +31,9 @@ SAFETENSORS, TORCH_ZIP, TORCH_LEGACY = "safetensors", "PyTorch checkpoint (zip)"
 
 class WeightsError(ValueError):
     """A weight file is missing, unreadable, unsafe or of the wrong model."""
+
+
+WeightsError.__module__ = PACKAGE  # path-free type name for API clients (see models.inputs)
 
 
 def classify(path) -> str:

@@ -38,6 +38,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from .inputs import PACKAGE
 from .publish import fsync_path, publish_file
 
 HUB = "https://huggingface.co"
@@ -130,6 +131,9 @@ class DownloadError(RuntimeError):
 
 class GatedRepoError(DownloadError):
     """The file's repository needs an accepted licence and a token."""
+
+
+DownloadError.__module__ = GatedRepoError.__module__ = PACKAGE  # path-free type names for API clients (models.inputs)
 
 
 def hub_endpoint() -> str:

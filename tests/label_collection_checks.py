@@ -141,7 +141,10 @@ def wait_for(out: Path, count: int, proc: subprocess.Popen, log: Path, timeout=6
 
 
 def kill_group(proc: subprocess.Popen) -> None:
-    os.killpg(proc.pid, signal.SIGKILL)
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:  # it had ended already (a run that failed early)
+        pass
     proc.wait()
 
 

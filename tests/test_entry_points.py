@@ -164,12 +164,13 @@ def node_error(call) -> str:
 
 
 def labeller(tmp_path, **settings):
-    from scripts.collection.engine_labeler import EngineLabeler
+    from scripts.collection.engine_labeler import EngineLabeler, digest_of
 
     base = {"model": "diception", "device": "cpu", "dtype": "fp32", "base": str(DICE / "tiny_sd3"),
             "checkpoint": str(DICE / "diception_tiny.safetensors"), "task": "depth", "category": "", "steps": 1,
             "guidance": 1.0, "seed": 0, "resolution": 64, "prompt_cache": str(tmp_path / "cache")}
-    return EngineLabeler({**base, **settings}, tmp_path / "out")
+    chosen = {**base, **settings}
+    return EngineLabeler({**chosen, "digest": digest_of(chosen, [])}, tmp_path / "out")
 
 
 def test_diception_bad_inputs_give_the_same_messages_through_nodes_and_labeller(pack, tmp_path):

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import graphs
 from comfy_server import FIXTURES
 from PIL import Image
 
@@ -31,9 +32,9 @@ from scripts.local_comfyui import ROOT, LocalComfyUI
 JOBS = 8
 IN_FLIGHT = 2
 WORKFLOW = ROOT / "workflows" / "api" / "diception_depth.json"
-TINY = [
-    "DiceptionLoad.base_model=tiny_sd3", "DiceptionLoad.checkpoint=diception_tiny.safetensors", "DiceptionLoad.dtype=fp32",
-    "DiceptionPerceiveTask.resolution=64", "DiceptionPerceiveTask.steps=1",
+TINY = [  # the tiny test models (graphs.TINY) answering in one step
+    *(s for s in graphs.TINY if s.startswith("DiceptionLoad.")), "DiceptionPerceiveTask.resolution=64",
+    "DiceptionPerceiveTask.steps=1",
 ]
 
 
