@@ -83,12 +83,12 @@ def alone(servers, tmp_path_factory):
 def command(servers, manifest, out, *more, urls=None, cluster=None):
     args = ["--address", cluster.address] if cluster else ["--num-cpus", 4]
     args += ["comfy", manifest, "--out", out, "--workflow", WORKFLOW, "--in-flight", IN_FLIGHT,
-            "--grace", 3, "--job-input", "LoadImage.image=image", *more]
+            "--grace", 3, "--job-input", "LoadImage.image=image"]
+    for item in TINY:  # first: a test's own --set (in ``more``) comes later and wins
+        args += ["--set", item]
     for url in urls or [engine.client.url for engine in servers]:
         args += ["--server", url]
-    for item in TINY:
-        args += ["--set", item]
-    return args
+    return args + list(more)
 
 
 def check_equal_to_alone(found: dict, rows, alone) -> None:
@@ -236,11 +236,11 @@ def test_driver_killed_at_half_way_then_resumed(servers, photos, alone, cluster,
 
 def test_a_server_killed_mid_run_is_readmitted_once_restarted(servers, cluster, tmp_path):
     """Server 2 SIGKILLed after the first jobs: dropped (one console line), restarted on its port, probed and
-    re-admitted (one line), then given jobs again. Jobs take 20 steps here so that the run outlasts the restart."""
+    re-admitted (one line), then given jobs again. Jobs take 100 steps here (about 0.5 s each on 2 quiet cores) so that the run outlasts the restart."""
     slow = make_photos(tmp_path / "slow", 3 * JOBS, seed=4)
     rows = write_manifest(tmp_path / "jobs.jsonl", "restart", slow)
     out, log = tmp_path / "out", tmp_path / "run.log"
-    driver = start(command(servers, tmp_path / "jobs.jsonl", out, "--set", "DiceptionPerceiveTask.steps=20", cluster=cluster), log)
+    driver = start(command(servers, tmp_path / "jobs.jsonl", out, "--set", "DiceptionPerceiveTask.steps=100", cluster=cluster), log)
     try:
         wait_for(out, 2, driver, log)
         victim = servers[1]
