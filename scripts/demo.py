@@ -22,7 +22,8 @@ from scripts.queue_workflow import save_outputs  # noqa: E402
 from scripts.local_comfyui import LocalComfyUI  # noqa: E402
 
 TINY = {  # real model names in the shared workflows → the tiny test models
-    "DiceptionLoad": {"base_model": "tiny_sd3", "checkpoint": "diception_tiny.safetensors", "dtype": "fp32"},
+    "DiceptionLoad": {"base_model": "tiny_sd3", "checkpoint": "diception_tiny.safetensors", "dtype": "fp32",
+                      "clip_l": "auto", "clip_g": "auto", "t5xxl": "auto"},  # the tiny base model's own encoders
     "DiceptionPerceiveTask": {"resolution": 64},
     "DiceptionTrainAdapter": {"steps": 2, "rank": 4, "resolution": 64},
     "PersamSamLoader": {"checkpoint": "tiny_sam.pth"},
