@@ -71,7 +71,8 @@ def main():
         try:
             workflow = json.loads((ROOT / "workflows" / "api" / "diception_depth.json").read_text())
             sets = ["DiceptionLoad.base_model=tiny_sd3", "DiceptionLoad.checkpoint=diception_tiny.safetensors",
-                    "DiceptionLoad.dtype=fp32", "DiceptionPerceiveTask.resolution=64", f"DiceptionPerceiveTask.steps={args.steps}"]
+                    "DiceptionLoad.dtype=fp32", "DiceptionLoad.clip_l=auto", "DiceptionLoad.clip_g=auto",
+                    "DiceptionLoad.t5xxl=auto", "DiceptionPerceiveTask.resolution=64", f"DiceptionPerceiveTask.steps={args.steps}"]
             one = None
             for n in (1, 2):
                 rows = [{"id": f"comfy{n}/{p.name}", "image": str(p)} for p in images]
