@@ -30,6 +30,7 @@ from PIL import Image
 
 from ..output_paths import numbered, output_target
 from ..publish import fsync_path, publish_folder, remove, save_error, temporary_name, write_bytes
+from ..rows import to_uint8
 from .kohya import dataset_toml
 from .class_images import class_image
 from .onetrainer import concepts, training_preset
@@ -39,10 +40,6 @@ from .simpletuner import dataset_id, multidatabackend
 RESOLUTIONS = (1024, 768, 512)  # SDXL / SD3 / Flux, SD2, SD1.5
 REPEATS = 10  # times each photo is seen per epoch
 MAX_REPEATS = 1000
-
-
-def to_uint8(array: np.ndarray) -> np.ndarray:
-    return (np.clip(array, 0, 1) * 255).round().astype(np.uint8)
 
 
 def one_line_caption(caption) -> str:

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+from ..rows import row_chunks
+
 BAND_PIXELS = 1_000_000  # pixels per band (plus halo): ~0.05 s of distance transform between interrupt checks
 ROWS = None  # rows per band: None = BAND_PIXELS // width (at least 16)
 
@@ -170,7 +172,7 @@ def kept_regions(images: torch.Tensor, masks: torch.Tensor, rows: int = ROWS, ch
     preview = torch.empty_like(images)
     rows = band_rows(images.shape[2], rows)
     for i in range(images.shape[0]):
-        for top in range(0, images.shape[1], rows):
-            preview[i, top : top + rows] = images[i, top : top + rows] * (0.25 + 0.75 * masks[i, top : top + rows, :, None])
+        for band in row_chunks(images.shape[1], rows):
+            preview[i, band] = images[i, band] * (0.25 + 0.75 * masks[i, band, :, None])
             check()
     return preview
