@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from models.diception import load_pipeline  # noqa: E402
-from models.diception import loading  # noqa: E402
+from models.diception import text_encoder_files  # noqa: E402
 
 MODEL = ROOT / "tests" / "fixtures" / "diception" / "model"
 
@@ -34,14 +34,14 @@ class Resident:
     def __init__(self, pipe):
         self.base = nbytes([pipe.transformer, pipe.point_encoder, pipe.vae])
         self.peak = self.base
-        original = loading.TextEncoderSource.load
+        original = text_encoder_files.TextEncoderFiles.load
 
         def load(source):
             encoders = original(source)
             self.peak = max(self.peak, self.base + nbytes(encoders.modules()))
             return encoders
 
-        loading.TextEncoderSource.load = load
+        text_encoder_files.TextEncoderFiles.load = load
 
 
 def run(pipe, batch, steps, guidance, repeats=3):

@@ -6,7 +6,7 @@ from conftest import FIXTURES
 from safetensors.torch import load_file
 
 from models.diception import convert, load_checkpoint, load_pipeline, parse_points
-from models.diception import loading
+from models.diception import text_encoder_files
 
 DICE = FIXTURES / "diception" / "model"
 
@@ -40,13 +40,13 @@ def test_cached_prompts_never_build_the_text_encoders(tmp_path, monkeypatch):
     image = torch.rand(1, 40, 56, 3)
     first = load_pipeline(DICE / "tiny_sd3", DICE / "diception_tiny.pth", torch.float32, tmp_path / "cache")
     built = []
-    original = loading.TextEncoderSource.load
-    monkeypatch.setattr(loading.TextEncoderSource, "load", lambda self: built.append(1) or original(self))
+    original = text_encoder_files.TextEncoderFiles.load
+    monkeypatch.setattr(text_encoder_files.TextEncoderFiles, "load", lambda self: built.append(1) or original(self))
     a = first(image, "depth", steps=2, guidance=2.0, resolution=64, seed=3)
     assert built == [1]  # cold cache: loaded once for both prompts ("[[image2depth]]" and "")
     # a new pipeline (as after a restart) reads the cache from disk
     second = load_pipeline(DICE / "tiny_sd3", DICE / "diception_tiny.pth", torch.float32, tmp_path / "cache")
-    monkeypatch.setattr(loading.TextEncoderSource, "load", lambda self: pytest.fail("text encoders were built"))
+    monkeypatch.setattr(text_encoder_files.TextEncoderFiles, "load", lambda self: pytest.fail("text encoders were built"))
     b = second(image, "depth", steps=2, guidance=2.0, resolution=64, seed=3)
     assert torch.equal(a, b)
 

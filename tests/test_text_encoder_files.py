@@ -9,7 +9,6 @@ from conftest import FIXTURES
 from tiny_models import FP8, _fp8_scaled, _linear_weights, build_comfy_text_encoders, build_sd3_single_file
 
 from models.diception import load_pipeline
-from models.diception.loading import TextEncoderSource
 from models.diception.prompts import encode_prompt
 from models.diception.text_encoder_files import (
     EncoderWeights,
@@ -33,8 +32,33 @@ def files(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def reference():
-    encoders = TextEncoderSource(FOLDER, torch.float32).load()
+    """The encoders as diffusers' StableDiffusion3Pipeline loads them from the folder (transformers' own loaders)."""
+    from transformers import CLIPTextModelWithProjection, CLIPTokenizer, T5EncoderModel, T5TokenizerFast
+
+    from models.diception.prompts import TextEncoders
+
+    clip = lambda sub: CLIPTextModelWithProjection.from_pretrained(FOLDER, subfolder=sub).eval()  # noqa: E731
+    encoders = TextEncoders(
+        tokenizer=CLIPTokenizer.from_pretrained(FOLDER, subfolder="tokenizer"),
+        tokenizer_2=CLIPTokenizer.from_pretrained(FOLDER, subfolder="tokenizer_2"),
+        tokenizer_3=T5TokenizerFast.from_pretrained(FOLDER, subfolder="tokenizer_3"),
+        text_encoder=clip("text_encoder"), text_encoder_2=clip("text_encoder_2"),
+        text_encoder_3=T5EncoderModel.from_pretrained(FOLDER, subfolder="text_encoder_3").eval(),
+    )
     return encoders, encode_prompt(encoders, PROMPT)
+
+
+def test_the_folder_source_is_the_diffusers_folder_and_its_key_covers_the_tokenizers(reference, tmp_path):
+    import shutil
+
+    folder = shutil.copytree(FOLDER, tmp_path / "tiny_sd3")
+    source = TextEncoderFiles(choose_weights(folder, {}, [], folder), torch.float32, tokenizer_folders(folder, {}), folder)
+    embeds, pooled = encode_prompt(source.load(), PROMPT)
+    assert torch.equal(embeds, reference[1][0]) and torch.equal(pooled, reference[1][1])
+    before = source.identity
+    vocab = folder / "tokenizer_2" / "vocab.json"
+    vocab.write_text(vocab.read_text().replace('"a": ', '"A": ', 1))  # same weights, another tokenizer
+    assert source.identity != before
 
 
 def embeddings(files, clip_l="clip_l_projected", clip_g="clip_g", t5xxl="t5xxl_fp16"):

@@ -15,7 +15,7 @@ DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32} 
 # pipelines (PEP 562 module ``__getattr__``), so that importing this package costs a host nothing at start-up.
 _LAZY = {
     "convert": "checkpoint", "load_checkpoint": "checkpoint",
-    "TextEncoderSource": "loading", "apply_checkpoint": "loading", "check_base_folder": "loading",
+    "apply_checkpoint": "loading", "check_base_folder": "loading",
     "load_scheduler_config": "loading", "load_transformer": "loading", "load_vae": "loading",
     "DicePipeline": "pipeline",
     "SD3_MEDIUM_CONFIGS": "single_file", "load_single_file": "single_file",
@@ -44,7 +44,7 @@ def load_pipeline(
     base's own; else the only file of that kind among ``text_encoder_candidates`` (see ``choose_weights``).
     ``host``: what runs the pipeline (``models.host.Host``; the default leaves every part where it is loaded).
     """
-    from .loading import TextEncoderSource, apply_checkpoint, check_base_folder, load_scheduler_config, load_transformer, load_vae
+    from .loading import apply_checkpoint, check_base_folder, load_scheduler_config, load_transformer, load_vae
     from .pipeline import DicePipeline
     from .single_file import SD3_MEDIUM_CONFIGS, load_single_file
     from .text_encoder_files import TextEncoderFiles, choose_weights, tokenizer_folders
@@ -59,9 +59,6 @@ def load_pipeline(
         folder = check_base_folder(base)
         transformer, point_encoder = load_transformer(folder, checkpoint, dtype)
         vae, scheduler, configs = load_vae(folder, dtype), load_scheduler_config(folder), folder
-    if Path(base).is_dir() and not chosen:
-        text = TextEncoderSource(Path(base), dtype)
-    else:
-        weights = choose_weights(base, chosen, text_encoder_candidates, configs)
-        text = TextEncoderFiles(weights, dtype, tokenizer_folders(base, tokenizer_dirs or {}), configs, identity_files=[Path(base)])
+    weights = choose_weights(base, chosen, text_encoder_candidates, configs)
+    text = TextEncoderFiles(weights, dtype, tokenizer_folders(base, tokenizer_dirs or {}), configs, identity_files=[Path(base)])
     return DicePipeline(transformer, point_encoder, vae, scheduler, text, prompt_cache_root, host)

@@ -6,12 +6,10 @@ from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL, SD3Transformer2DModel
-from transformers import CLIPTextModelWithProjection, CLIPTokenizer, T5EncoderModel, T5TokenizerFast
 
 from ..weights import WeightsError
 from .checkpoint import load_checkpoint, split_checkpoint
 from .point_encoder import PointEncoder
-from .prompts import TextEncoders, encoder_identity
 
 log = logging.getLogger(__name__)
 # Buffers that are not learned: diffusers builds ``pos_embed.pos_embed`` as a fixed 2-D sin-cos table
@@ -81,27 +79,3 @@ def load_vae(folder: Path, dtype: torch.dtype) -> AutoencoderKL:
 
 def load_scheduler_config(folder: Path) -> dict:
     return json.loads((folder / "scheduler" / "scheduler_config.json").read_text(encoding="utf-8"))
-
-
-class TextEncoderSource:
-    """Where the text encoders live; they are constructed only when a prompt is not cached."""
-
-    def __init__(self, folder: Path, dtype: torch.dtype):
-        self.folder, self.dtype = Path(folder), dtype
-
-    @property
-    def identity(self) -> str:
-        files = [f for part in TEXT_PARTS for f in (self.folder / part).iterdir() if f.is_file()]
-        return encoder_identity(files, self.dtype)
-
-    def load(self) -> TextEncoders:
-        kw = dict(torch_dtype=self.dtype)
-        f = self.folder
-        return TextEncoders(
-            tokenizer=CLIPTokenizer.from_pretrained(f, subfolder="tokenizer"),
-            tokenizer_2=CLIPTokenizer.from_pretrained(f, subfolder="tokenizer_2"),
-            tokenizer_3=T5TokenizerFast.from_pretrained(f, subfolder="tokenizer_3"),
-            text_encoder=CLIPTextModelWithProjection.from_pretrained(f, subfolder="text_encoder", **kw).eval(),
-            text_encoder_2=CLIPTextModelWithProjection.from_pretrained(f, subfolder="text_encoder_2", **kw).eval(),
-            text_encoder_3=T5EncoderModel.from_pretrained(f, subfolder="text_encoder_3", **kw).eval(),
-        )

@@ -178,8 +178,11 @@ def build_encoder(kind: str, weights: EncoderWeights, configs: Path, dtype: torc
 
 
 class TextEncoderFiles:
-    """SD3's text encoders from files (or diffusers sub-folders), one source per encoder, built only when a
-    prompt is not in the prompt cache. ``tokenizers``: {"clip_l", "clip_g", "t5xxl": folder}."""
+    """SD3's text encoders from files or a diffusers folder's sub-folders, one source per encoder, built only when
+    a prompt is not in the prompt cache. ``tokenizers``: {"clip_l", "clip_g", "t5xxl": folder}.
+
+    ``identity`` (the prompt cache's key) covers the weight files (or, with none, ``identity_files``) and the
+    tokenizer files: a changed tokenizer changes the embeddings, so it must not get an old answer."""
 
     def __init__(self, weights: dict, dtype: torch.dtype, tokenizers: dict, configs, identity_files=()):
         self.weights, self.dtype, self.tokenizers, self.configs = weights, dtype, tokenizers, Path(configs)
@@ -187,9 +190,9 @@ class TextEncoderFiles:
 
     @property
     def identity(self) -> str:
-        files = {Path(w.path) for w in self.weights.values() if w is not None}
-        files = [f for p in files for f in (sorted(x for x in p.iterdir() if x.is_file()) if p.is_dir() else [p])]
-        return encoder_identity(files or self.identity_files, self.dtype)
+        weights = [f for w in self.weights.values() if w is not None for f in _files(Path(w.path))]
+        tokenizers = [f for d in self.tokenizers.values() if d and Path(d).is_dir() for f in _files(Path(d))]
+        return encoder_identity(sorted(set(weights or self.identity_files)) + sorted(set(tokenizers)), self.dtype)
 
     def load(self) -> TextEncoders:
         missing = [kind for kind in PARTS if self.weights.get(kind) is None]
@@ -212,6 +215,10 @@ class TextEncoderFiles:
             text_encoder_2=encoders["clip_g"],
             text_encoder_3=encoders["t5xxl"],
         )
+
+
+def _files(path: Path) -> list:
+    return sorted(x for x in path.iterdir() if x.is_file()) if path.is_dir() else [path]
 
 
 # --- which files to use ----------------------------------------------------------------------------
