@@ -24,6 +24,21 @@ TEST_NODES = Path(__file__).resolve().parent / "persam_source_nodes"
 BUILDS = comfyui_builds()
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "newest_build(why): a server test run on the newest ComfyUI build only, "
+                            "since what it checks does not depend on the build (``why`` says so in the skip reason)")
+
+
+def pytest_collection_modifyitems(items):
+    """Tests marked ``newest_build`` are skipped on the other builds before any fixture starts a server."""
+    for item in items:
+        marker = item.get_closest_marker("newest_build")
+        build = item.callspec.params.get("comfy_build") if hasattr(item, "callspec") else None
+        if marker and build is not None and build.path != BUILDS[-1].path:
+            why = marker.args[0] if marker.args else "the rule does not depend on the build"
+            item.add_marker(pytest.mark.skip(reason=f"run on the newest build ({BUILDS[-1].label}) only: {why}"))
+
+
 @pytest.fixture(scope="session", params=BUILDS, ids=[build.label for build in BUILDS])
 def comfy_build(request):
     """One ComfyUI build (``ComfyBuild``: path, label, version) per parametrization."""

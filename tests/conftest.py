@@ -12,7 +12,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
-pytest_plugins = ["comfy_server"]
+pytest_plugins = ["comfy_server", "label_collection_checks"]
 
 
 @pytest.fixture(scope="module")

@@ -182,9 +182,10 @@ def decoded(path: Path) -> np.ndarray:
     return np.load(path) if path.suffix == ".npy" else np.asarray(Image.open(path))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def cluster(tmp_path_factory):
-    """A Ray cluster of its own (``ray start --head`` in another process), joined by every run with ``--address``."""
+    """A Ray cluster of the test session's own (``ray start --head`` in another process), joined by every run with
+    ``--address`` (a plugin of tests/conftest.py, so both label_collection modules share it)."""
     # another Ray of the machine, as `ray stop` finds them (by process name): stopping the head must leave it alone
     other = subprocess.Popen(["bash", "-c", "exec -a raylet sleep 3600"], start_new_session=True)
     head = RayHead(tmp_path_factory.mktemp("ray"))
