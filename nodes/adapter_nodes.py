@@ -15,6 +15,7 @@ from ..models.diception.adapter import DEFAULT_RANK, MAX_RANK, MAX_STEPS, PRESET
 from ..models.diception.adapter_examples import image_files, read_image
 from ..models.diception.adapter_file import check_file_name, load_adapter, save_adapter
 from ..models.output_paths import check_name, contained
+from . import comfy_adapter
 from .diception_nodes import DiceptionModel
 
 BUILT_IN_SETS = Path(__file__).resolve().parent.parent / "workflows" / "images"  # e.g. diception_examples/red_objects
@@ -180,14 +181,7 @@ class LossReport:
 
     def say(self, text: str) -> None:
         log.info(text)
-        try:
-            from server import PromptServer
-
-            send = getattr(PromptServer.instance, "send_progress_text", None)
-            if send and self.node_id is not None:
-                send(text, self.node_id)
-        except Exception:  # the text is a courtesy: never fail training for it
-            pass
+        comfy_adapter.progress_text(text, self.node_id)
 
     def __call__(self, done: int, loss: float) -> None:
         self.recent.append(loss)

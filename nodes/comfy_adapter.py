@@ -89,6 +89,21 @@ def tokenizer_dirs() -> dict:
     return found
 
 
+def progress_text(text: str, node_id) -> None:
+    """Show ``text`` on node ``node_id`` while it runs, where the server can (``send_progress_text``: ComfyUI v0.8.0;
+    the 2024-03 build has none, nor has a run without a server). A courtesy: never raises."""
+    if node_id is None:
+        return
+    try:
+        from server import PromptServer
+
+        send = getattr(PromptServer.instance, "send_progress_text", None)
+        if send:
+            send(text, node_id)
+    except Exception:
+        pass
+
+
 def check_interrupt() -> None:
     mm.throw_exception_if_processing_interrupted()
 

@@ -149,6 +149,10 @@ def test_progress_per_step_and_interrupt_within_one_step(comfy):
     with safe_open(str(checkpoints[0]), framework="pt") as f:
         done = json.loads(f.metadata()["diception.settings"])["steps_done"]
     assert done % 2 == 0 and done >= 2
+    # resume_from continues it: the saved adapter counts the steps before the interrupt too
+    entry = comfy.run(train_graph(examples, steps=2, seed=1, resume_from=listed(comfy, checkpoints[0].stem)))
+    with safe_open(str(comfy.dirs["output"] / entry["outputs"]["save_adapter"]["text"][0]), framework="pt") as f:
+        assert json.loads(f.metadata()["diception.settings"])["steps_done"] == done + 2
     checkpoints[0].unlink()
 
 

@@ -1,4 +1,5 @@
-"""DICEPTION task adapters without ComfyUI: few-shot learning of a new task, determinism, built-in tasks untouched,
+"""DICEPTION task adapters without ComfyUI (on the tiny random fixture model: learning is shown on the trained
+miniature, tests/test_diception_few_shot.py): determinism, built-in tasks untouched,
 the adapter file (diffusers' SD3 LoRA format) and its refusals."""
 
 import json
@@ -11,11 +12,10 @@ from safetensors.torch import load_file, save_file
 
 from models.diception import load_pipeline
 from models.diception.adapter import (
-    DEFAULT_TARGETS, MLP_TARGETS, PRESET_SHARE_SD3_MEDIUM, TARGET_PRESETS, TaskAdapter, lora_parameter_count,
+    DEFAULT_TARGETS, MLP_TARGETS, PRESET_SHARE_SD3_MEDIUM, TARGET_PRESETS, lora_parameter_count,
 )
 from models.diception.adapter_file import load_adapter, save_adapter
-from models.diception.finetune import TrainingSettings, example_latents, flow_loss, sample_sigmas, train_adapter
-from models.diception.pipeline import initial_noise, point_slots
+from models.diception.finetune import TrainingSettings, flow_loss, sample_sigmas, train_adapter
 from models.diception.single_file import SD3_MEDIUM_CONFIGS
 
 DICE = FIXTURES / "diception" / "model"
@@ -103,42 +103,16 @@ def test_gradient_checkpointing_gives_the_same_adapter(pipe):
     assert all(torch.allclose(plain[k], saved[k], rtol=0, atol=1e-6) for k in plain)
 
 
-def answer_error(pipeline, images, targets, steps=1):
-    """Mean |answer − target| in latent space: the transformer's answer before the VAE decodes it (the tiny VAE is
-    random and cannot draw a picture, so its pixels would hide what the transformer learned)."""
-    cond = example_latents(pipeline, images, 32)
-    clean = example_latents(pipeline, targets, 32)
-    text, pooled = pipeline.encode_prompts([PROMPT])[PROMPT]
-    coords, labels = point_slots([], 1, 1)
-    n = len(images)
-    points = pipeline.point_encoder(coords, labels).expand(n, -1, -1)
-    pipeline.activate("invert")
-    latents = pipeline.denoise(initial_noise(7, clean.shape), cond, text.expand(n, -1, -1), pooled.expand(n, -1), points, steps, 1.0)
-    return (latents - clean).abs().mean().item()
-
-
-# The tiny model is random: nothing in it carries the noisy latent through to its output as a trained SD3 does, so
-# with the attention projections alone the one-step answer stays noise-dominated (measured: 0.76× of the untrained
-# error at 400 steps, plateaued). Adapting the patch embedding, MLPs, adaLN modulations and proj_out too lets the
-# adapter learn that path as well (measured: 0.61× at 400 steps, 0.54× at 800). It levels off at 0.53–0.55×
-# (1000–1600 steps, learning rate 1e-3 to 5e-3, rank 32 or 64, all linear layers, flat or textured targets, 1 to 10
-# inference steps): the random model never learns to copy the noise through, which one-step answers need. The
-# issue's bar (≤ 0.5×) is NOT reached on this tiny random model; the assertion below is what it reliably reaches.
-WIDE = DEFAULT_TARGETS + ("pos_embed.proj", "ff.net.0.proj", "ff.net.2", "norm1.linear", "norm_out.linear", "proj_out")
-STEPS = 1000
-
-
-def test_a_new_task_is_learned_from_48_examples(pipe):
-    images, targets = invert_task(48, 0)
-    held_images, held_targets = invert_task(12, 1)
-    settings = quick(steps=STEPS, learning_rate=3e-3, rank=32, batch_size=4, targets=WIDE)
-    pipeline, adapter, losses = train_adapter(pipe, images, targets, "invert", PROMPT, settings)
-    untrained = pipe.with_adapters([TaskAdapter("invert", PROMPT, 32, 32.0, WIDE, {})])
-    before, after = answer_error(untrained, held_images, held_targets), answer_error(pipeline, held_images, held_targets)
-    print(f"held-out latent error: untrained {before:.4f}, trained {after:.4f} ({after / before:.3f}x) after {STEPS} steps; "
-          f"loss {sum(losses[:20]) / 20:.3f} → {sum(losses[-20:]) / 20:.3f}")
-    assert after <= 0.62 * before
-    assert sum(losses[-20:]) <= 0.6 * sum(losses[:20])
+def test_full_fine_tune_trains_the_loaded_transformer_itself(tmp_path):
+    """The few-shot bench's baseline (bench/diception_few_shot.py): every transformer parameter trains, in place."""
+    pipe = load_pipeline(DICE / "tiny_sd3", DICE / "diception_tiny.safetensors", torch.float32, tmp_path)
+    before = {n: p.clone() for n, p in pipe.base_transformer.named_parameters()}
+    images, targets = invert_task(4, 0)
+    train_adapter(pipe, images, targets, "invert", PROMPT, quick(steps=2, full_fine_tune=True))
+    after = dict(pipe.base_transformer.named_parameters())
+    moved = [n for n in before if not torch.equal(before[n], after[n])]
+    assert len(moved) >= 0.9 * len(before), sorted(set(before) - set(moved))
+    assert not any(p.requires_grad for p in after.values())
 
 
 def test_adapter_file_round_trip_and_numbering(tmp_path, pipe, trained):

@@ -15,7 +15,9 @@ tokens), since guidance > 1 runs the adapter there too.
 Only the adapter trains (fp32 weights; bf16/fp16 autocast on GPUs, fp16 with a GradScaler); AdamW with the gradient
 norm clipped (``max_grad_norm``, diffusers: 1.0); every random draw comes from ``seed`` on the CPU, so the same seed
 on the same device gives the same adapter. ``resume``: start from a saved adapter's weights (rank and targets must
-match); ``checkpoint(adapter)`` is called every ``checkpoint_every`` steps with the adapter so far.
+match); ``checkpoint(adapter)`` is called every ``checkpoint_every`` steps with the adapter so far. ``full_fine_tune``: every
+parameter of the loaded transformer trains as well, in place (the baseline a few-shot adapter is measured against in
+bench/diception_few_shot.py; the adapter file holds only the LoRA part, so this is no mode for users).
 """
 
 import math
@@ -50,6 +52,7 @@ class TrainingSettings:
     max_grad_norm: float = 1.0  # 0: no clipping
     prompt_dropout: float = 0.1  # share of examples trained as the unconditioned branch (empty prompt)
     checkpoint_every: int = 0  # steps between checkpoints (0: none)
+    full_fine_tune: bool = False  # every transformer parameter trains too, IN PLACE (a benchmark baseline: no file holds it)
 
 
 def check_examples(images, targets) -> None:
@@ -180,6 +183,8 @@ def _train(pipeline, images, targets, task, prompt, settings, callback, resume=N
     transformer = trainee.transformer
     slot = trainee.adapters[task][0]
     params = adapters.lora_parameters(transformer, slot)
+    if settings.full_fine_tune:  # the base weights (shared with ``pipeline``'s transformer) train as well
+        params = params + [p for p in pipeline.base_transformer.parameters() if p.dtype.is_floating_point]
     for p in params:
         p.requires_grad_(True)
     adapters.activate(transformer, slot, 1.0)
@@ -238,6 +243,7 @@ def _train(pipeline, images, targets, task, prompt, settings, callback, resume=N
     finally:
         transformer.eval()
         transformer.requires_grad_(False)
+        pipeline.base_transformer.requires_grad_(False)
         adapters.activate(transformer, None)
     final = snapshot(fresh, transformer, slot, settings, len(images), done_before + settings.steps, losses)
     fresh.weights, fresh.settings = final.weights, final.settings

@@ -1,0 +1,503 @@
+"""Train the miniature DICEPTION on the synthetic world (``world.scene``), deterministically, in two stages.
+
+    nice -n 5 python -m scripts.miniature_diception.train vae          # the tiny VAE (≈ 8 min, one thread)
+    nice -n 5 python -m scripts.miniature_diception.train transformer  # DICEPTION's transformer (≈ 12 min quiet)
+
+1. **VAE**: diffusers' ``AutoencoderKL`` with SD3's 16 latent channels and an 8× downsampling (``VAE_CONFIG``),
+   trained as an autoencoder (L1 + MSE, a small KL) on 64² crops of world images and of the answers it must also
+   carry (depth, normal, entity and mask images: ``targets.py``). SD3's ``scaling_factor``/``shift_factor`` are then
+   set from the latents' statistics, so that the transformer sees unit-variance latents as SD3-medium does.
+2. **Transformer**: diffusers' ``SD3Transformer2DModel`` (SD3's architecture, ``TRANSFORMER_CONFIG``) with
+   DICEPTION's point encoder, trained from a random initialisation with the pack's own engine: every parameter
+   trains (full fine-tune), the latents come from ``finetune.example_latents`` (the pipeline's own VAE encoding), σ
+   from ``finetune.sample_sigmas`` (SD3's shifted logit-normal, ``ONE_STEP`` of the examples at σ = 1: one-step
+   answers), the loss is ``finetune.flow_loss`` (σ²-weighted velocity error) of ``transformer.diception_forward``;
+   the prompts are DICEPTION's (``tasks.TASK_PROMPTS``; semantic segmentation names the class's COCO category),
+   encoded by the tiny text encoders of the fixture model (``tests/tiny_models.build_sd3_folder``); point
+   segmentation gets one point in the object, as ``pipeline.point_slots`` stores it; 10 % of the examples are
+   trained as the unconditioned branch (empty prompt, zero point tokens), and ``RECONSTRUCTION`` of them are a
+   training-only auxiliary task ``[[image2image]]`` whose answer is the image itself (its mean answer is far from
+   right, so it rewards carrying the condition image to the output). diffusers' own initialisation
+   (``POSITIONAL_QK = 0``; ``positional_attention`` was tried: see docs/miniatures.md).
+   **The weights of 800 steps (``train transformer --steps 800``; not committed) do not use the image yet**: they answer
+   each task's mean (docs/miniatures.md, bench/diception_quality.py).
+
+Every step's draws come from a generator seeded by the step, and the training scenes are fixed (``SCENES`` seeds), so
+a run resumed from its state file (every ``STATE_EVERY`` steps) gives the same weights as an uncut one. Output, in
+the official formats (every loader path of the pack reads it): ``weights/base`` (an SD3 diffusers folder: the trained
+VAE, the text encoders, SD3's scheduler, and the transformer at its random initialisation = the untrained baseline)
+and ``weights/diception_miniature.safetensors`` (the DICEPTION checkpoint's parts, flattened as the pack's converter
+writes them; fp16), plus ``weights/train.log.json``. ``--snapshot DIR``: every 5 minutes the current miniature is
+also written there (for work that builds on it while it trains).
+"""
+
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from models.diception import finetune  # noqa: E402
+from models.diception.checkpoint import flatten  # noqa: E402
+from models.diception.pipeline import point_slots  # noqa: E402
+from models.diception.transformer import diception_forward  # noqa: E402
+from scripts.miniature_diception import targets  # noqa: E402
+from scripts.miniature_diception.world import CLASSES, scene  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+WEIGHTS = HERE / "weights"
+BASE = WEIGHTS / "base"
+CHECKPOINT = WEIGHTS / "diception_miniature.safetensors"
+LOG = WEIGHTS / "train.log.json"
+SIZE = 128
+VAE_CONFIG = dict(
+    in_channels=3, out_channels=3, latent_channels=16, block_out_channels=[16, 32, 64, 64], layers_per_block=1,
+    norm_num_groups=8, down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4,
+    use_quant_conv=False, use_post_quant_conv=False, sample_size=SIZE,
+)
+TRANSFORMER_CONFIG = dict(
+    sample_size=SIZE // 8, patch_size=2, in_channels=16, num_layers=4, attention_head_dim=32, num_attention_heads=4,
+    joint_attention_dim=64, caption_projection_dim=128, pooled_projection_dim=40, out_channels=16, pos_embed_max_size=32,
+)
+VAE_STEPS, VAE_BATCH, VAE_CROP, VAE_LR, VAE_KL = 1600, 8, 64, 1e-3, 1e-6
+SCENES = range(0, 800)  # the transformer's training scenes (world.TRAIN_SEEDS)
+STEPS, BATCH, LR, WARMUP = 1000, 16, 5e-4, 50
+ONE_STEP, DROPOUT = 0.6, 0.1
+POSITIONAL_QK = 0.0  # 0: diffusers' own initialisation; > 0: image queries/keys start as gain·identity (positional_attention)
+RECONSTRUCTION = 0.3  # share of examples of the auxiliary task "[[image2image]]" (answer = the image itself)
+STATE_EVERY = 50
+OUT = WEIGHTS  # where the transformer stage writes its checkpoint and log
+SNAPSHOT_SECONDS = 300
+
+
+def log(*args):
+    print(time.strftime("%H:%M:%S"), *args, flush=True)
+
+
+# --- the VAE ------------------------------------------------------------------------------------------------
+
+def vae_image(seed: int, kind: int) -> np.ndarray:
+    """A training image of the VAE: the scene (kind 0, 1) or one of its answers (2: depth, 3: normal, 4: entity, 5: a mask)."""
+    s = scene(seed, SIZE)
+    if kind <= 1:
+        return s.rgb.astype(np.float32) / 255
+    if kind == 2:
+        return targets.depth_image(s.depth)
+    if kind == 3:
+        return targets.normal_image(s.normals)
+    if kind == 4:
+        return targets.entity_image(s)
+    return targets.mask_image(s.instance == (1 + seed % max(1, len(s.objects))))
+
+
+def vae_batch(step: int):
+    g = np.random.default_rng(1_000_003 * 7 + step)
+    out = []
+    for i in range(VAE_BATCH):
+        image = vae_image(int(g.integers(0, 500_000)), int(g.integers(0, 6)))
+        y, x = (int(v) * 8 for v in g.integers(0, (SIZE - VAE_CROP) // 8 + 1, 2))
+        out.append(image[y : y + VAE_CROP, x : x + VAE_CROP])
+    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2) * 2 - 1
+
+
+def build_vae():
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(0)
+    return AutoencoderKL(**VAE_CONFIG, scaling_factor=1.0, shift_factor=0.0)
+
+
+def vae_loss(vae, pixels, generator):
+    posterior = vae.encode(pixels).latent_dist
+    z = posterior.sample(generator)
+    recon = vae.decode(z).sample
+    rec = (recon - pixels).abs().mean() + ((recon - pixels) ** 2).mean()
+    return rec + VAE_KL * posterior.kl().mean(), rec
+
+
+def vae_step(step: int, vae, optimiser) -> float:
+    """One VAE training step → its reconstruction loss (before the update), rounded as the log keeps it."""
+    for group in optimiser.param_groups:
+        group["lr"] = VAE_LR * min(1.0, (step + 1) / 50) * (0.1 if step >= 0.8 * VAE_STEPS else 1.0)
+    loss, rec = vae_loss(vae, vae_batch(step), torch.Generator().manual_seed(step))
+    optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+    optimiser.step()
+    return round(rec.item(), 6)
+
+
+def vae_optimiser(vae):
+    return torch.optim.AdamW(vae.parameters(), lr=VAE_LR, weight_decay=0.0)
+
+
+def train_vae(args):
+    vae = build_vae()
+    optimiser = vae_optimiser(vae)
+    state_file = WEIGHTS / "vae.state.pt"
+    start, history = 0, []
+    if state_file.is_file():
+        state = torch.load(state_file, weights_only=False)
+        vae.load_state_dict(state["model"]), optimiser.load_state_dict(state["optimiser"])
+        start, history = state["step"], state["history"]
+    steps = args.steps or VAE_STEPS
+    t0 = time.time()
+    for step in range(start, steps):
+        history.append(vae_step(step, vae, optimiser))
+        if (step + 1) % 50 == 0 or step + 1 == steps:
+            log(f"vae step {step + 1}/{steps} rec {np.mean(history[-50:]):.4f} ({time.time() - t0:.0f} s)")
+            WEIGHTS.mkdir(exist_ok=True)
+            torch.save({"model": vae.state_dict(), "optimiser": optimiser.state_dict(), "step": step + 1, "history": history},
+                       state_file)
+    vae.eval()
+    with torch.no_grad():  # SD3's latent normalisation, from the training images' latents
+        z = torch.cat([vae.encode(full_images(range(9_000_000, 9_000_064), k)).latent_dist.mode() for k in range(6)])
+    shift, scale = float(z.mean()), float(1 / z.std())
+    vae.register_to_config(shift_factor=round(shift, 4), scaling_factor=round(scale, 4))
+    return vae, history, time.time() - t0
+
+
+def full_images(seeds, kind):
+    return torch.from_numpy(np.stack([vae_image(s, kind) for s in seeds])).permute(0, 3, 1, 2) * 2 - 1
+
+
+# --- the base folder (SD3 diffusers layout) ---------------------------------------------------------------
+
+def build_base(vae, folder: Path) -> Path:
+    """An SD3 diffusers folder: the fixture's tiny text encoders and tokenizers (tests/tiny_models.py), SD3's
+    scheduler, the trained VAE and the transformer at its random initialisation (fp16)."""
+    from diffusers import SD3Transformer2DModel
+
+    from tests.tiny_models import build_sd3_folder
+
+    with tempfile.TemporaryDirectory() as tmp:
+        fixture = build_sd3_folder(Path(tmp))
+        folder.mkdir(parents=True)
+        for part in ("text_encoder", "text_encoder_2", "text_encoder_3", "tokenizer", "tokenizer_2", "tokenizer_3", "scheduler"):
+            shutil.copytree(fixture / part, folder / part)
+        shutil.copy(fixture / "model_index.json", folder / "model_index.json")
+    vae.to(torch.float16).save_pretrained(folder / "vae")
+    vae.float()
+    build_transformer().to(torch.float16).save_pretrained(folder / "transformer")
+    return folder
+
+
+def build_transformer():
+    """SD3's transformer at the miniature's initialisation (seed 0; ``POSITIONAL_QK``: see ``positional_attention``)."""
+    from diffusers import SD3Transformer2DModel
+
+    torch.manual_seed(0)
+    transformer = SD3Transformer2DModel(**TRANSFORMER_CONFIG)
+    if POSITIONAL_QK:
+        positional_attention(transformer, POSITIONAL_QK)
+    return transformer
+
+
+def positional_attention(transformer, gain: float) -> None:
+    """Image queries and keys start as ``gain``·identity: a noisy latent token then attends most to the tokens whose
+    (shared sin-cos) position matches its own, its condition-image twin among them, so that from the first step the
+    answer can carry the image (a random SD3 cannot: a trained one does; from scratch this is slow to learn)."""
+    with torch.no_grad():
+        for block in transformer.transformer_blocks:
+            for linear in (block.attn.to_q, block.attn.to_k):
+                linear.weight.copy_(gain * torch.eye(linear.weight.shape[0], linear.weight.shape[1]))
+                linear.bias.zero_()
+
+
+def build_point_encoder(dim: int):
+    from models.diception.point_encoder import PointEncoder
+
+    torch.manual_seed(1)
+    return PointEncoder(dim)
+
+
+def write_checkpoint(transformer, point_encoder, path: Path) -> None:
+    """The DICEPTION checkpoint's five parts (as ``DICEPTION_v1.pth`` holds them), flattened into ``.safetensors``
+    (the pack's converter's layout), fp16, written crash-safe."""
+    from safetensors.torch import save
+
+    from models.publish import publish_file, remove, temporary_name, write_bytes
+
+    sd = point_encoder.state_dict()
+    parts = {
+        "transformer": {k: v for k, v in transformer.state_dict().items() if k != "pos_embed.pos_embed"},
+        "point_embedder": {k[len("point_embedder."):]: v for k, v in sd.items() if k.startswith("point_embedder.")},
+        "not_seg_embeddings": {"weight": sd["not_seg_embeddings.weight"]},
+        "seg_embeddings": {"weight": sd["seg_embeddings.weight"]},
+        "positional_encoding_gaussian_matrix": sd["positional_encoding_gaussian_matrix"],
+    }
+    flat = {k: v.detach().to(torch.float16).contiguous() for k, v in flatten(parts).items()}
+    blob = save(flat, metadata={"format": "pt", "trained_by": "scripts/miniature_diception/train.py"})
+    temp = temporary_name(path.parent, path.name)
+    write_bytes(temp, lambda f: f.write(blob))
+    if path.exists():
+        path.unlink()
+    try:
+        publish_file(temp, path)
+    finally:
+        if temp.exists():
+            remove(temp)
+
+
+# --- the transformer ----------------------------------------------------------------------------------------
+
+def pipeline_for(base: Path, transformer, point_encoder, vae, cache: Path):
+    from models.diception.loading import load_scheduler_config
+    from models.diception.pipeline import DicePipeline
+    from models.diception.text_encoder_files import TextEncoderFiles, choose_weights, tokenizer_folders
+
+    text = TextEncoderFiles(choose_weights(base, {}, [], base), torch.float32, tokenizer_folders(base, {}), base)
+    return DicePipeline(transformer, point_encoder, vae, load_scheduler_config(base), text, cache)
+
+
+def scene_examples(seed: int):
+    """One training scene → its condition image, the answers of each task, and per pointable object a point."""
+    s = scene(seed, SIZE)
+    rng = np.random.default_rng(seed + 77)
+    answers = {"depth": targets.depth_image(s.depth), "normal": targets.normal_image(s.normals),
+               "entity segmentation": targets.entity_image(s)}
+    for cls in CLASSES:
+        answers[f"semantic:{cls}"] = targets.mask_image(s.semantic == cls)
+    points = []
+    for o in targets.pointable(s)[:4]:
+        answers[f"point:{o['id']}"] = targets.mask_image(s.instance == o["id"])
+        points.append((o["id"], [targets.point_in(s, o["id"], rng) for _ in range(4)]))
+    return s.rgb.astype(np.float32) / 255, answers, points
+
+
+class Encoded:
+    """The latents of the training scenes (``finetune.example_latents``: the pipeline's own VAE encoding), each scene
+    encoded on first use: the full run encodes them all up front, the reproduction test only those it draws."""
+
+    def __init__(self, pipeline, seeds):
+        self.pipeline, self.seeds, self.items = pipeline, list(seeds), {}
+
+    def __len__(self):
+        return len(self.seeds)
+
+    def __getitem__(self, i: int):
+        if i not in self.items:
+            rgb, answers, points = scene_examples(self.seeds[i])
+            names = list(answers)
+            images = [torch.from_numpy(rgb)] + [torch.from_numpy(answers[k]) for k in names]
+            latents = finetune.example_latents(self.pipeline, images, SIZE)
+            answers = dict(zip(names, latents[1:]))
+            answers["image"] = latents[0]  # the auxiliary reconstruction task's answer: the condition image itself
+            self.items[i] = (latents[0], answers, points)
+        return self.items[i]
+
+    def encode_all(self):
+        t0 = time.time()
+        for i in range(len(self)):
+            self[i]
+            if (i + 1) % 200 == 0:
+                log(f"encoded {i + 1}/{len(self)} scenes ({time.time() - t0:.0f} s)")
+        return self
+
+
+def make_batch(step, data):
+    """The examples of ``step``: scene, target latent, prompt and point of each, from the step's own generator."""
+    g = torch.Generator().manual_seed(10_007 * (step + 1))
+    rows = []
+    for _ in range(BATCH):
+        i = int(torch.randint(len(data), (1,), generator=g))
+        cond, answers, points = data[i]
+        task = targets.TASKS[int(torch.randint(len(targets.TASKS), (1,), generator=g))]
+        if float(torch.rand(1, generator=g)) < RECONSTRUCTION:
+            task = "image"
+        pts = []
+        if task == "point segmentation":
+            if not points:
+                task = "depth"
+            else:
+                oid, candidates = points[int(torch.randint(len(points), (1,), generator=g))]
+                pts = [candidates[int(torch.randint(len(candidates), (1,), generator=g))]]
+                key, prompt = f"point:{oid}", "point segmentation"
+        if task == "semantic segmentation":
+            cls = list(CLASSES)[int(torch.randint(len(CLASSES), (1,), generator=g))]
+            key = prompt = f"semantic:{cls}"
+        elif task != "point segmentation":
+            key = prompt = task
+        rows.append((cond, answers[key], prompt, pts))
+    return rows, g
+
+
+def train_step(step, transformer, point_encoder, data, embeds, shift, settings):
+    """The loss of ``step`` (its examples, noise, σ and prompt dropout all drawn from the step's generator)."""
+    rows, g = make_batch(step, data)
+    z = torch.stack([r[1] for r in rows])
+    cond = torch.stack([r[0] for r in rows])
+    noise = torch.randn(z.shape, generator=g)
+    sigmas = finetune.sample_sigmas(len(rows), settings, shift, g)
+    dropped = (torch.rand(len(rows), generator=g) < DROPOUT).view(-1, 1, 1)
+    s = sigmas.view(-1, 1, 1, 1)
+    noisy = (1 - s) * z + s * noise
+    text = torch.cat([embeds[r[2]][0] for r in rows])
+    pooled = torch.cat([embeds[r[2]][1] for r in rows])
+    text = torch.where(dropped, embeds[""][0].expand_as(text), text)
+    pooled = torch.where(dropped[:, 0], embeds[""][1].expand_as(pooled), pooled)
+    slots = [point_slots(r[3], SIZE, SIZE) for r in rows]
+    tokens = point_encoder(torch.cat([c for c, _ in slots]), torch.cat([l for _, l in slots]))
+    tokens = torch.where(dropped, torch.zeros_like(tokens), tokens)
+    prediction = diception_forward(transformer, noisy, cond, text, pooled, tokens, sigmas * 1000)
+    return finetune.flow_loss(prediction, noise - z, sigmas, settings.precondition)
+
+
+def make_optimiser(transformer, point_encoder):
+    """Full fine-tune: every parameter of the transformer and the point encoder trains."""
+    params = list(transformer.parameters()) + [p for n, p in point_encoder.named_parameters()]
+    for p in params:
+        p.requires_grad_(True)
+    return params, torch.optim.AdamW(params, lr=LR, betas=(0.9, 0.99), weight_decay=0.01)
+
+
+def optimise(step, transformer, point_encoder, params, optimiser, data, embeds, shift, settings) -> float:
+    """One training step → its loss (before the update), rounded as the log keeps it."""
+    for group in optimiser.param_groups:
+        group["lr"] = learning_rate(step)
+    loss = train_step(step, transformer, point_encoder, data, embeds, shift, settings)
+    optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    optimiser.step()
+    return round(loss.item(), 6)
+
+
+def learning_rate(step: int) -> float:
+    warm = min(1.0, (step + 1) / WARMUP)
+    return LR * warm * (0.5 * (1 + math.cos(math.pi * min(step / STEPS, 1.0))) * 0.9 + 0.1)
+
+
+def prepare_transformer_training(cache: Path):
+    """The pipeline around the trained VAE, the fresh transformer and point encoder, the encoded prompts."""
+    from diffusers import AutoencoderKL
+
+    vae = AutoencoderKL.from_pretrained(BASE, subfolder="vae", torch_dtype=torch.float32).eval().requires_grad_(False)
+    transformer = build_transformer()
+    point_encoder = build_point_encoder(TRANSFORMER_CONFIG["caption_projection_dim"])
+    pipeline = pipeline_for(BASE, transformer, point_encoder, vae, cache)
+    prompts = targets.prompts()
+    encoded = pipeline.encode_prompts(list(prompts.values()) + [""])
+    embeds = {key: encoded[p] for key, p in prompts.items()}
+    embeds[""] = encoded[""]
+    return pipeline, transformer, point_encoder, embeds
+
+
+def settings_for_sigmas():
+    return replace(finetune.TrainingSettings(), one_step_fraction=ONE_STEP, precondition=True)
+
+
+def snapshot(transformer, point_encoder, folder: Path) -> None:
+    """The current miniature as a complete base folder + checkpoint in ``folder``, replaced atomically."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    temp = Path(tempfile.mkdtemp(prefix=".snapshot.", dir=folder.parent))
+    temp.chmod(0o755)
+    shutil.copytree(BASE, temp / "base")
+    write_checkpoint(transformer, point_encoder, temp / CHECKPOINT.name)
+    (temp / "load.py").write_text(LOAD_SNIPPET)
+    old = folder.parent / f".old.{os.getpid()}"
+    if folder.exists():
+        os.rename(folder, old)
+    os.rename(temp, folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+LOAD_SNIPPET = '''"""The miniature DICEPTION in this folder, through the pack's loader (run from the repository root)."""
+import sys, torch
+from pathlib import Path
+HERE = Path(__file__).resolve().parent
+
+
+def load(cache=None):
+    from models.diception import load_pipeline
+    return load_pipeline(HERE / "base", HERE / "diception_miniature.safetensors", torch.float32, cache or HERE / ".prompt_cache")
+'''
+
+
+def train_transformer(args):
+    torch.manual_seed(0)
+    cache = Path(tempfile.mkdtemp(prefix="mini24-prompts."))
+    pipeline, transformer, point_encoder, embeds = prepare_transformer_training(cache)
+    shift = float(pipeline.scheduler_config.get("shift", 1.0))
+    settings = settings_for_sigmas()
+    t0 = time.time()
+    data = Encoded(pipeline, SCENES).encode_all()
+    log(f"dataset: {len(SCENES)} scenes encoded in {time.time() - t0:.0f} s")
+    params, optimiser = make_optimiser(transformer, point_encoder)
+    state_file = WEIGHTS / "transformer.state.pt"
+    start, history = 0, []
+    if state_file.is_file():
+        state = torch.load(state_file, weights_only=False)
+        transformer.load_state_dict(state["transformer"]), point_encoder.load_state_dict(state["points"])
+        optimiser.load_state_dict(state["optimiser"])
+        start, history = state["step"], state["history"]
+        log(f"resumed at step {start}")
+    steps = args.steps or STEPS
+    transformer.train(), point_encoder.train()
+    t1, last_snapshot = time.time(), time.time()
+    for step in range(start, steps):
+        history.append(optimise(step, transformer, point_encoder, params, optimiser, data, embeds, shift, settings))
+        if (step + 1) % 10 == 0:
+            log(f"step {step + 1}/{steps} loss {np.mean(history[-10:]):.4f} ({(time.time() - t1) / (step + 1 - start):.2f} s/step)")
+        if (step + 1) % STATE_EVERY == 0 or step + 1 == steps:
+            torch.save({"transformer": transformer.state_dict(), "points": point_encoder.state_dict(),
+                        "optimiser": optimiser.state_dict(), "step": step + 1, "history": history}, state_file)
+        if args.snapshot and time.time() - last_snapshot > SNAPSHOT_SECONDS:
+            snapshot(transformer.eval(), point_encoder.eval(), args.snapshot)
+            transformer.train(), point_encoder.train()
+            last_snapshot = time.time()
+            log(f"snapshot at step {step + 1} → {args.snapshot}")
+    transformer.eval(), point_encoder.eval()
+    write_checkpoint(transformer, point_encoder, OUT / CHECKPOINT.name)
+    if args.snapshot:
+        snapshot(transformer, point_encoder, args.snapshot)
+    return history, time.time() - t0
+
+
+def write_log(**entries):
+    log_file = OUT / LOG.name
+    current = json.loads(log_file.read_text()) if log_file.is_file() else {}
+    current.update(entries)
+    log_file.write_text(json.dumps(current, indent=1) + "\n")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("stage", choices=["vae", "transformer"])
+    parser.add_argument("--steps", type=int, default=0, help="stop after this many steps (default: the full run)")
+    parser.add_argument("--snapshot", type=Path, default=None, help="write the current miniature here every 5 minutes")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    WEIGHTS.mkdir(exist_ok=True)
+    if args.stage == "vae":
+        vae, history, seconds = train_vae(args)
+        if BASE.exists():
+            shutil.rmtree(BASE)
+        build_base(vae, BASE)
+        write_log(vae={"config": VAE_CONFIG, "steps": len(history), "batch": VAE_BATCH, "crop": VAE_CROP,
+                       "first_losses": history[:2], "seconds": round(seconds), "loss_every_50": history[49::50],
+                       "scaling_factor": vae.config.scaling_factor, "shift_factor": vae.config.shift_factor})
+        log("VAE written to", BASE / "vae")
+    else:
+        history, seconds = train_transformer(args)
+        write_log(transformer={"config": TRANSFORMER_CONFIG, "steps": len(history), "batch": BATCH, "lr": LR,
+                               "one_step_fraction": ONE_STEP, "prompt_dropout": DROPOUT, "scenes": len(SCENES),
+                               "first_losses": history[:2], "seconds": round(seconds), "loss_every_10": history[9::10]})
+        log("checkpoint written to", CHECKPOINT)
+
+
+if __name__ == "__main__":
+    main()

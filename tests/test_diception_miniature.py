@@ -1,0 +1,67 @@
+"""The miniature DICEPTION (scripts/miniature_diception): a trained tiny SD3 + DICEPTION that does the tasks.
+
+- The world is deterministic and its ground truth exact.
+- The training script's first steps reproduce the committed log (both stages), from the committed VAE.
+
+The transformer the script trained in 30 CPU minutes answers each task's mean answer (it does not use the image:
+docs/miniatures.md), so its weights are not committed and no test claims its quality; `train.py transformer`
+writes them and bench/diception_quality.py measures them against the best constant answer.
+"""
+
+import json
+import tempfile
+
+import numpy as np
+import pytest
+import torch
+
+from scripts.miniature_diception import train, world
+
+LOG = json.loads(train.LOG.read_text())
+STEP_TOLERANCE = 1e-4  # relative; other CPUs' fp32 kernels differ ~1e-6, a changed recipe or world moves them far more
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(min(threads, 2))
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_world_is_deterministic_with_exact_ground_truth():
+    a, b = world.scene(world.HELD_OUT_SEEDS[0]), world.scene(world.HELD_OUT_SEEDS[0])
+    assert all(np.array_equal(getattr(a, k), getattr(b, k)) for k in ("rgb", "depth", "normals", "instance", "semantic"))
+    assert set(world.TRAIN_SEEDS).isdisjoint(world.HELD_OUT_SEEDS)
+    assert (a.depth > 0).all() and np.allclose(np.linalg.norm(a.normals, axis=-1), 1, atol=1e-5)
+    # the floor's normal is the world's up in the camera frame (pitched down): (0, cos p, sin p) in OpenGL axes
+    p = np.radians(world.PITCH)
+    floor = (a.instance == 0) & (a.normals[..., 1] > 0.5)
+    assert floor.sum() > 1000 and np.allclose(a.normals[floor], [0, np.cos(p), np.sin(p)], atol=1e-6)
+    # the floor's depth is exact: a pixel ray hits the plane y = -CAMERA_HEIGHT
+    rows = np.nonzero(floor[:, 64])[0]
+    y = -((rows + 0.5) / 128 - 0.5)
+    f = 0.5 / np.tan(np.radians(world.FOV) / 2)
+    up = y * np.cos(p) - f * np.sin(p)  # world-y of the (unnormalised) ray (0.5/128-ish x ignored at the centre column)
+    expected = world.CAMERA_HEIGHT / -up * f  # z-depth = t·f for the ray (x, y, −f)
+    assert np.allclose(a.depth[rows, 64], expected, rtol=1e-4)
+    for o in a.objects:  # ids and classes agree pixel for pixel
+        assert (a.semantic[a.instance == o["id"]] == o["cls"]).all()
+
+
+def test_training_first_steps_reproduce(one_thread):
+    """The committed log's first two losses of each stage (at the random initialisation, and after one update),
+    re-computed with the script's own functions: a changed world, recipe, architecture, engine or seed moves them."""
+    vae = train.build_vae()
+    optimiser = train.vae_optimiser(vae)
+    got = [train.vae_step(step, vae, optimiser) for step in range(2)]
+    assert got == pytest.approx(LOG["vae"]["first_losses"], rel=STEP_TOLERANCE)
+
+    with tempfile.TemporaryDirectory() as cache:
+        pipeline, transformer, points, embeds = train.prepare_transformer_training(cache)
+        data = train.Encoded(pipeline, train.SCENES)  # only the scenes the two steps draw are encoded
+        params, optimiser = train.make_optimiser(transformer, points)
+        shift, settings = float(pipeline.scheduler_config["shift"]), train.settings_for_sigmas()
+        transformer.train(), points.train()
+        got = [train.optimise(step, transformer, points, params, optimiser, data, embeds, shift, settings) for step in range(2)]
+    assert got == pytest.approx(LOG["transformer"]["first_losses"], rel=STEP_TOLERANCE)
