@@ -209,8 +209,9 @@ def step_scenes(step: int, batch: int = BATCH) -> list:
 
 def learning_rate(step: int, steps: int) -> float:
     """Linear warm-up, the full rate until ``HOLD``, then inverse-square-root decay (decaying from step 30, the
-    250-step run was at a third of the rate by its end and had not learnt to follow prompts): independent of the run's length, so that the weights
-    after N steps are the same whatever ``--steps`` was (a long run may be stopped at any checkpoint)."""
+    250-step run was at a third of the rate by its end and had not learnt to follow prompts). Independent of the
+    run's length, so that the weights after N steps are the same whatever ``--steps`` was (a long run may be
+    stopped at any checkpoint and published with ``--resume --steps N``)."""
     if step < WARMUP:
         return LR * (step + 1) / WARMUP
     return LR * min(1.0, math.sqrt(HOLD / (step + 1)))
