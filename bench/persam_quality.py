@@ -7,9 +7,9 @@ against the box itself as the mask; (2) per PerSeg seed (each seed: other subjec
 mean IoU on held-out photos for PerSAM and PerSAM-F with one reference, on the subjects with parts, with two
 references on the two-look subjects (decoder guided by the best-matching reference or by the mean embedding),
 with a negative on photos showing a look-alike, the DreamBooth training mask, the video carry; the point-on-subject
-rate and distractor picks; each against the best constant mask and a random point on the same photos; (3) the
-mean and the spread (max − min) over seeds of each figure, from which tests/test_persam_miniature.py takes its
-margins.
+rate, the IoU on the photos where the point landed on the subject, and distractor picks; each against the best
+constant mask and a random point on the same photos; (3) the mean and the spread (max − min) over seeds of each
+figure, from which tests/test_persam_miniature.py takes its margins.
 """
 
 import argparse
@@ -74,7 +74,10 @@ def main():
         if isinstance(tables[0][key], measure.Row):
             values = np.array([t[key].mean_iou for t in tables])
             print(f"  {key:22} mean IoU {values.mean():.3f} (spread {values.max() - values.min():.3f}), "
-                  f"best constant {np.mean([t[key].baseline_iou for t in tables]):.3f}")
+                  f"best constant {np.mean([t[key].baseline_iou for t in tables]):.3f}; point on the subject "
+                  f"{np.mean([t[key].on_subject for t in tables]):.2f} (random point "
+                  f"{np.mean([t[key].baseline_on_subject for t in tables]):.2f}), IoU when it is "
+                  f"{np.nanmean([t[key].iou_on_subject for t in tables]):.3f}")
 
 
 if __name__ == "__main__":

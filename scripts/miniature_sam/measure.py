@@ -53,13 +53,14 @@ def box_mask(box, shape) -> np.ndarray:
 
 
 @torch.no_grad()
-def sam_quality(sam, scenes: int = 60, min_pixels: int = 100) -> dict:
-    """Mean IoU on the objects of ``scenes`` held-out scenes (whole objects, ≥ ``min_pixels`` visible)."""
+def sam_quality(sam, scenes: int = 60, min_pixels: int = 100, first: int = 0) -> dict:
+    """Mean IoU on the objects of held-out scenes ``first`` … ``first + scenes - 1`` (whole objects, ≥ ``min_pixels``
+    visible)."""
     from models.persam import encode_image
     from models.persam.predict import predict
 
     point, oracle, box, box_baseline = [], [], [], []
-    for index in range(scenes):
+    for index in range(first, first + scenes):
         scene = world.heldout_scene(index)
         features = encode_image(sam, scene.image)
         for painted in scene.objects:
@@ -143,21 +144,24 @@ class Row:
     mask_on_distractor: int
     baseline_iou: float  # best constant mask
     baseline_on_subject: float  # a random point
+    iou_on_subject: float  # mean IoU over the photos whose point landed on the subject (nan when none did)
 
     def line(self) -> str:
         return (f"| {self.name} | {self.method} | {self.photos} | {self.mean_iou:.3f} | {self.baseline_iou:.3f} | "
-                f"{self.on_subject:.2f} | {self.baseline_on_subject:.2f} | {self.distractor_picks} | {self.mask_on_distractor} |")
+                f"{self.on_subject:.2f} | {self.baseline_on_subject:.2f} | {self.iou_on_subject:.3f} | "
+                f"{self.distractor_picks} | {self.mask_on_distractor} |")
 
 
-HEADER = ("| photos | method | n | mean IoU | best constant | point on subject | random point | distractor picks (point) "
-          "| distractor picks (mask) |\n|---|---|---|---|---|---|---|---|---|")
+HEADER = ("| photos | method | n | mean IoU | best constant | point on subject | random point | IoU when the point is on "
+          "the subject | distractor picks (point) | distractor picks (mask) |\n|---|---|---|---|---|---|---|---|---|---|")
 
 
 def row(name, method, outcomes, photos) -> Row:
     return Row(name, method, len(outcomes), float(np.mean([o.iou for o in outcomes])),
                float(np.mean([o.on_subject for o in outcomes])), sum(o.distractor_pick for o in outcomes),
                sum(o.mask_on_distractor for o in outcomes), best_constant(photos),
-               float(np.mean([p.mask.mean() for p in photos])))
+               float(np.mean([p.mask.mean() for p in photos])),
+               float(np.mean([o.iou for o in outcomes if o.on_subject])) if any(o.on_subject for o in outcomes) else float("nan"))
 
 
 def same_look_tests(subject):
