@@ -1,11 +1,13 @@
 """Shared setup of the browser tests on the graph editor users have today: ComfyUI v0.8.0 with the newest
 comfyui-frontend-package, in headless Debian Chromium, in both canvas modes (classic LiteGraph canvas and
 "Nodes 2.0", setting ``Comfy.VueNodes.Enabled``): a v0.8.0 server with the tiny models, the browser, and an
-``editor`` page per canvas mode with what it logged. A pytest plugin (tests/conftest.py), so the server, the
-browser and the two pages are made once per test session and shared by tests/test_browser_current_frontend.py
+``editor`` page per canvas mode with what it logged. A pytest plugin (tests/conftest.py), so the server is started
+once per test session and shared by tests/test_browser_current_frontend.py
 (search, templates), tests/test_browser_current_point_picker.py (the point picker, a run from the browser) and
 tests/test_browser_weights_download.py (a template's absent checkpoint downloaded from the stand-in hub, which
-this server is pointed at: ``HF_ENDPOINT``).
+this server is pointed at: ``HF_ENDPOINT``). The browser and its pages live for one module: while open,
+Playwright's sync API keeps an asyncio event loop running in the main thread, which breaks ``asyncio.run`` in
+later tests.
 
 ComfyUI v0.8.0 comes from ``.cache/comfyui-v0.8.0`` (``.ci/run`` unpacks ``../shared/comfyui``); without it the
 modules are skipped, saying so.
@@ -88,7 +90,7 @@ def current_comfy(tmp_path_factory, stand_in_hub):
     engine.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # not longer: Playwright's sync API holds an event loop in the main thread while open
 def chromium_browser():
     playwright = pytest.importorskip("playwright.sync_api")
     with playwright.sync_playwright() as p:
@@ -123,7 +125,7 @@ class Editor:
         self.js("() => { app.clean?.(); app.graph.clear(); }")  # and the last runs' outputs (node ids start again)
 
 
-@pytest.fixture(scope="session", params=["classic", "nodes2"], ids=lambda mode: f"{VERSION}-{mode}")
+@pytest.fixture(scope="module", params=["classic", "nodes2"], ids=lambda mode: f"{VERSION}-{mode}")
 def editor(request, current_comfy, chromium_browser):
     mode = request.param
     page = chromium_browser.new_page(viewport={"width": 1280, "height": 800}, accept_downloads=True)
