@@ -19,6 +19,7 @@ Run from the pack's folder (``python -m scripts.label_collection``) or as ``pyth
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -206,30 +207,44 @@ def watch_servers(slots, progress: Progress, stop: threading.Event, every: float
     return thread
 
 
-def executor(args, out_dir: Path):
-    """(labeler class, its constructor arguments, workers, concurrent calls per worker, CPUs, GPUs per worker)."""
+@dataclasses.dataclass(frozen=True)
+class Executor:
+    """What runs the jobs: the labeler class and its constructor arguments, how many workers with how many
+    concurrent calls each and what each reserves of the cluster (CPUs, GPUs), the digest of the settings that
+    shape every answer (part of each job's key), and the servers' slots (ComfyUI executor only, else None)."""
+
+    labeler: type
+    kwargs: dict
+    workers: int
+    concurrent: int
+    cpus: float
+    gpus: int
+    settings: str
+    slots: object = None
+
+
+def executor(args, out_dir: Path) -> Executor:
     from scripts.collection import pipeline
 
     if args.executor == "comfy":
-        from scripts.collection.comfy_labeler import ComfyLabeler
-
-        from scripts.collection.comfy_labeler import settings_of
+        from scripts.collection.comfy_labeler import ComfyLabeler, settings_of
 
         workflow = json.loads(Path(args.workflow).read_text(encoding="utf-8"))
         slots = pipeline.server_slots(args.server, args.in_flight)
+        settings = settings_of(workflow, args.set, args.job_input, args.set_file)
         kwargs = dict(slots=slots, workflow=workflow, out_dir=str(out_dir), overrides=args.set,
                       job_inputs=args.job_input, set_files=[absolute_file(item) for item in args.set_file],
-                      timeout=args.timeout, grace=args.grace,
-                      settings=settings_of(workflow, args.set, args.job_input, args.set_file))
-        return ComfyLabeler, kwargs, len(args.server), args.in_flight, 0.01, 0, slots
+                      timeout=args.timeout, grace=args.grace, settings=settings)
+        return Executor(ComfyLabeler, kwargs, workers=len(args.server), concurrent=args.in_flight, cpus=0.01, gpus=0,
+                        settings=settings, slots=slots)
     from scripts.collection.engine_labeler import EngineLabeler, engine_settings
 
     import ray
 
     gpus = 0 if args.cpu else int(ray.cluster_resources().get("GPU", 0))
-    workers = args.workers or max(1, gpus)
     settings = engine_settings(args, out_dir, device="cuda" if gpus else "cpu")
-    return EngineLabeler, dict(settings=settings, out_dir=str(out_dir)), workers, 1, 1 if not gpus else 0, 1 if gpus else 0, None
+    return Executor(EngineLabeler, dict(settings=settings, out_dir=str(out_dir)), workers=args.workers or max(1, gpus),
+                    concurrent=1, cpus=1 if not gpus else 0, gpus=1 if gpus else 0, settings=settings["digest"])
 
 
 def absolute_file(item: str) -> str:
@@ -259,9 +274,9 @@ def run(args, rows, already: dict, out_dir: Path, console):
     from scripts.collection import pipeline
 
     pipeline.start(args.address, args.num_cpus)
-    labeler, kwargs, workers, concurrent, cpus, gpus, slots = executor(args, out_dir)
-    settings = kwargs["settings"] if args.executor == "comfy" else kwargs["settings"]["digest"]
-    same = unchanged(rows, already, settings)
+    runner = executor(args, out_dir)
+    slots = runner.slots
+    same = unchanged(rows, already, runner.settings)
     todo = [row for row in rows if job_key(row["id"]) not in same]
     skipped = len(rows) - len(todo)
     progress = Progress(len(rows), stream=console)
@@ -270,7 +285,8 @@ def run(args, rows, already: dict, out_dir: Path, console):
     stop = threading.Event()
     watcher = watch_servers(slots, progress, stop) if slots is not None else None
     try:
-        for row in pipeline.label(todo, labeler, kwargs, workers, concurrent, cpus, gpus, args.rows_per_block):
+        for row in pipeline.label(todo, runner.labeler, runner.kwargs, runner.workers, runner.concurrent, runner.cpus,
+                                  runner.gpus, args.rows_per_block):
             status = "done" if row["status"] == "skipped" else row["status"]  # completed by an earlier try of this run
             if status == "failed":
                 failed.append({"id": row["id"], "error": row["error"], "server": row["server"]})

@@ -46,17 +46,35 @@ def comfy_build(request):
 
 
 @pytest.fixture(scope="session")
-def comfy(comfy_build, tmp_path_factory):
+def weights_hub():
+    """A local stand-in for Hugging Face (tests/stand_in_hub.py) that every session server downloads from
+    (``HF_ENDPOINT``): it serves the tiny DICEPTION checkpoint as DICEPTION_v1.pth at 8 MB/s (about 1 s: several
+    progress updates), for test_weights_download_node.py. Nothing else on it: any other download is a 404."""
+    from stand_in_hub import StandIn
+
+    hub = StandIn()
+    hub.add_hub("Canyu/DICEPTION", "DICEPTION_v1.pth", (FIXTURES / "diception/model/diception_tiny.pth").read_bytes())
+    hub.rate = 8 << 20
+    yield hub
+    hub.close()
+
+
+@pytest.fixture(scope="session")
+def comfy(comfy_build, weights_hub, tmp_path_factory):
     """The build's server, started once per session. Beside the pack it loads tests/persam_source_nodes (another
     pack's SAM_MODEL and a LIST of images, for test_persam_reference_nodes.py), so no test needs a server of its own
-    for them."""
+    for them; it downloads from ``weights_hub``, so the loaders' download test needs none either."""
     workdir = tmp_path_factory.mktemp(comfy_build.label)
     (workdir / "custom_nodes").mkdir()
     (workdir / "custom_nodes" / "persam_source_nodes").symlink_to(TEST_NODES, target_is_directory=True)
-    try:
-        engine = LocalComfyUI(workdir, comfy_build)
-    except (FileNotFoundError, RuntimeError) as e:
-        pytest.fail(f"{comfy_build.label}: {e}")
+    with pytest.MonkeyPatch.context() as env:  # the server inherits them
+        env.setenv("HF_ENDPOINT", weights_hub.url)
+        env.setenv("HF_TOKEN", "")
+        env.setenv("HF_HOME", str(workdir / "hf_home"))
+        try:
+            engine = LocalComfyUI(workdir, comfy_build)
+        except (FileNotFoundError, RuntimeError) as e:
+            pytest.fail(f"{comfy_build.label}: {e}")
     yield engine.client
     engine.stop()
 

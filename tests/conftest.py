@@ -1,5 +1,5 @@
 """Shared test set-up: the repository root on sys.path (the engine is imported as ``models``), the server fixtures
-(tests/comfy_server.py) and a small random SAM."""
+(tests/comfy_server.py), the browser fixtures (tests/current_frontend.py) and a small random SAM."""
 
 import sys
 from pathlib import Path
@@ -12,7 +12,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
-pytest_plugins = ["comfy_server", "label_collection_checks"]
+pytest_plugins = ["comfy_server", "current_frontend", "label_collection_checks"]
 
 
 @pytest.fixture(scope="module")

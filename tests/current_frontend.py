@@ -1,8 +1,13 @@
 """Shared setup of the browser tests on the graph editor users have today: ComfyUI v0.8.0 with the newest
 comfyui-frontend-package, in headless Debian Chromium, in both canvas modes (classic LiteGraph canvas and
 "Nodes 2.0", setting ``Comfy.VueNodes.Enabled``): a v0.8.0 server with the tiny models, the browser, and an
-``editor`` page per canvas mode with what it logged. Used by tests/test_browser_current_frontend.py (search,
-templates) and tests/test_browser_current_point_picker.py (the point picker, a run from the browser).
+``editor`` page per canvas mode with what it logged. A pytest plugin (tests/conftest.py), so the server is started
+once per test session and shared by tests/test_browser_current_frontend.py
+(search, templates), tests/test_browser_current_point_picker.py (the point picker, a run from the browser) and
+tests/test_browser_weights_download.py (a template's absent checkpoint downloaded from the stand-in hub, which
+this server is pointed at: ``HF_ENDPOINT``). The browser and its pages live for one module: while open,
+Playwright's sync API keeps an asyncio event loop running in the main thread, which breaks ``asyncio.run`` in
+later tests.
 
 ComfyUI v0.8.0 comes from ``.cache/comfyui-v0.8.0`` (``.ci/run`` unpacks ``../shared/comfyui``); without it the
 modules are skipped, saying so.
@@ -45,14 +50,34 @@ SKIPS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def current_comfy(tmp_path_factory):
+TINY_CHECKPOINT = (ROOT / "tests/fixtures/diception/model/diception_tiny.pth").read_bytes()
+
+
+@pytest.fixture(scope="session")
+def stand_in_hub():
+    """The local stand-in for Hugging Face, serving the tiny checkpoint as DICEPTION_v1.pth at 3 MB/s (about 3 s:
+    the progress is seen moving)."""
+    from stand_in_hub import StandIn
+
+    hub = StandIn()
+    hub.add_hub("Canyu/DICEPTION", "DICEPTION_v1.pth", TINY_CHECKPOINT)
+    hub.rate = 3 << 20
+    yield hub
+    hub.close()
+
+
+@pytest.fixture(scope="session")
+def current_comfy(tmp_path_factory, stand_in_hub):
     from scripts.local_comfyui import LocalComfyUI
 
+    workdir = tmp_path_factory.mktemp("comfy_v080")
     with pytest.MonkeyPatch.context() as env:
-        env.delenv("COMFYUI_DIR", raising=False)  # this module is about v0.8.0, whatever the suite runs on
+        env.delenv("COMFYUI_DIR", raising=False)  # these modules are about v0.8.0, whatever the suite runs on
+        env.setenv("HF_ENDPOINT", stand_in_hub.url)  # the server inherits them: downloads come from the stand-in
+        env.setenv("HF_TOKEN", "")
+        env.setenv("HF_HOME", str(workdir / "hf_home"))
         try:
-            engine = LocalComfyUI(tmp_path_factory.mktemp("comfy_v080"), comfyui=CURRENT_COMFYUI)
+            engine = LocalComfyUI(workdir, comfyui=CURRENT_COMFYUI)
         except (FileNotFoundError, RuntimeError) as e:
             pytest.fail(str(e))
     for image in (WORKFLOWS / "images").iterdir():  # the templates' pictures, and the example set's folder
@@ -65,7 +90,7 @@ def current_comfy(tmp_path_factory):
     engine.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module")  # not longer: Playwright's sync API holds an event loop in the main thread while open
 def chromium_browser():
     playwright = pytest.importorskip("playwright.sync_api")
     with playwright.sync_playwright() as p:

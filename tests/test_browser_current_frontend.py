@@ -1,7 +1,7 @@
 """The graph editor users have today (ComfyUI v0.8.0, newest frontend, both canvas modes; setup in
 tests/current_frontend.py): search finds the pack's nodes; every template loads from the template browser with
-its widget values and no missing-node warning, and shows its picture; templates open with no overlapping node
-boxes in either mode at a readable zoom, listed in title order, with their model download links in the Missing
+its widget values and no missing-node warning, with no overlapping node boxes in either mode at a readable zoom
+(one opening per template checks both), and shows its picture; listed in title order, with their model download links in the Missing
 Models panel; search words find the adapter nodes; Save DICEPTION Adapter shows the file it wrote. The point
 picker's tests (and Perceive Task's task_name display) are in tests/test_browser_current_point_picker.py.
 """
@@ -9,8 +9,7 @@ picker's tests (and Perceive Task's task_name display) are in tests/test_browser
 import itertools
 import re
 
-from current_frontend import (PACK, SKIPS, WORKFLOWS, chromium_browser, current_comfy, editor,  # noqa: F401 (fixtures)
-                              open_pack_templates, shipped_workflows, template_card)
+from current_frontend import PACK, SKIPS, open_pack_templates, shipped_workflows, template_card
 
 pytestmark = SKIPS
 
@@ -63,17 +62,32 @@ def test_search_finds_every_node_of_the_pack(editor, current_comfy):
     assert not missing, missing
 
 
-def test_every_template_loads_with_its_widget_values_and_no_missing_node(editor):
+NODE_BOXES = """() => { const c = app.canvas.canvas.getBoundingClientRect(), s = app.canvas.ds.scale, o = app.canvas.ds.offset;
+  return app.graph.nodes.map((n) => { const el = document.querySelector(`[data-node-id='${n.id}']`);
+    if (el) { const r = el.getBoundingClientRect(); return [n.id, n.type, (r.left - c.left) / s - o[0], (r.top - c.top) / s - o[1], r.width / s, r.height / s]; }
+    const b = n.boundingRect; return [n.id, n.type, b[0], b[1], b[2], b[3]]; }); }"""
+
+
+def test_every_template_opens_with_its_widget_values_readable_and_with_no_overlapping_nodes(editor):
+    """Each template, opened from the template browser, loads with its nodes' widget values and no missing-node
+    warning. Issue 19: Nodes 2.0 draws nodes taller than the classic canvas, and the templates were laid out for classic
+    heights; PerSAM 2 opened at 45 % zoom. Each template (which the browser fits to the window) shows no two node
+    boxes overlapping (DOM boxes in Nodes 2.0, LiteGraph's boxes on the classic canvas)
+    and opens at 60 % zoom or more in a 1280×800 window, above the zoom at which the classic canvas stops drawing
+    text (issue 27: DICEPTION 4 opened at 45 %; web/template_view.js raises such a view); in Nodes 2.0 no node is taller than the height
+    scripts/make_workflows.py lays it out with (NODES2_HEIGHTS). One opening per template serves both checks."""
+    from scripts.make_workflows import NODES2_HEIGHTS
+
     page = editor.page
-    shipped = shipped_workflows()
-    for name, workflow in shipped.items():
+    zooms, taller, low_quality = {}, {}, []
+    for name, workflow in shipped_workflows().items():
         editor.clear()  # an empty canvas behind the dialog keeps it quick in Nodes 2.0
         editor.console.clear()
         dialog = open_pack_templates(page)
         template_card(dialog, name).click()
         dialog.wait_for(state="hidden", timeout=20000)
         page.wait_for_function("(n) => app.graph.nodes.length === n", arg=len(workflow["nodes"]), timeout=20000)
-        page.wait_for_timeout(500)
+        page.wait_for_timeout(1000)
         graph = editor.js("() => JSON.parse(JSON.stringify(app.graph.serialize()))")
         want = {node["id"]: (node["type"], node.get("widgets_values") or []) for node in workflow["nodes"]}
         got = {node["id"]: (node["type"], node.get("widgets_values") or []) for node in graph["nodes"]}
@@ -81,32 +95,6 @@ def test_every_template_loads_with_its_widget_values_and_no_missing_node(editor)
         warnings = [m for m in editor.console if "missing" in m.lower()]
         assert not warnings, (name, warnings)
         assert not page.get_by_text(re.compile("missing node", re.I)).count(), name
-
-
-NODE_BOXES = """() => { const c = app.canvas.canvas.getBoundingClientRect(), s = app.canvas.ds.scale, o = app.canvas.ds.offset;
-  return app.graph.nodes.map((n) => { const el = document.querySelector(`[data-node-id='${n.id}']`);
-    if (el) { const r = el.getBoundingClientRect(); return [n.id, n.type, (r.left - c.left) / s - o[0], (r.top - c.top) / s - o[1], r.width / s, r.height / s]; }
-    const b = n.boundingRect; return [n.id, n.type, b[0], b[1], b[2], b[3]]; }); }"""
-
-
-def test_templates_open_readable_with_no_overlapping_nodes(editor):
-    """Issue 19: Nodes 2.0 draws nodes taller than the classic canvas, and the templates were laid out for classic
-    heights; PerSAM 2 opened at 45 % zoom. Each template, opened from the template browser (which fits it to the
-    window), shows no two node boxes overlapping (DOM boxes in Nodes 2.0, LiteGraph's boxes on the classic canvas)
-    and opens at 60 % zoom or more in a 1280×800 window, above the zoom at which the classic canvas stops drawing
-    text (issue 27: DICEPTION 4 opened at 45 %; web/template_view.js raises such a view); in Nodes 2.0 no node is taller than the height
-    scripts/make_workflows.py lays it out with (NODES2_HEIGHTS)."""
-    from scripts.make_workflows import NODES2_HEIGHTS
-
-    page = editor.page
-    zooms, taller, low_quality = {}, {}, []
-    for name, workflow in shipped_workflows().items():
-        editor.clear()
-        dialog = open_pack_templates(page)
-        template_card(dialog, name).click()
-        dialog.wait_for(state="hidden", timeout=20000)
-        page.wait_for_function("(n) => app.graph.nodes.length === n", arg=len(workflow["nodes"]), timeout=20000)
-        page.wait_for_timeout(1000)
         zooms[name] = editor.js("app.canvas.ds.scale")
         if editor.js("app.canvas.low_quality"):
             low_quality.append(name)

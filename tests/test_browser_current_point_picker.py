@@ -13,7 +13,7 @@ import os
 import re
 from pathlib import Path
 
-from current_frontend import PERCEIVE_WIDGETS, POINT_TASK, SKIPS, chromium_browser, current_comfy, editor  # noqa: F401 (fixtures)
+from current_frontend import PERCEIVE_WIDGETS, POINT_TASK, SKIPS
 
 pytestmark = SKIPS
 

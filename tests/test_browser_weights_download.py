@@ -5,40 +5,10 @@ title, and the template runs. The SD3 base and encoders are switched to the tiny
 the DICEPTION checkpoint; SD3-medium's pinned sha256 could not be matched by a tiny file)."""
 
 import re
-import shutil
 
-import pytest
-from current_frontend import CURRENT_COMFYUI, SKIPS, VERSION, WORKFLOWS, Editor, chromium_browser  # noqa: F401
-from stand_in_hub import StandIn
-from current_frontend import open_pack_templates, shipped_workflows, template_card
-
-from scripts.local_comfyui import LocalComfyUI
+from current_frontend import SKIPS, TINY_CHECKPOINT, open_pack_templates, shipped_workflows, template_card
 
 pytestmark = SKIPS
-TINY = (WORKFLOWS.parent / "tests/fixtures/diception/model/diception_tiny.pth").read_bytes()
-
-
-@pytest.fixture(scope="module")
-def hub_comfy(tmp_path_factory):
-    hub = StandIn()
-    hub.add_hub("Canyu/DICEPTION", "DICEPTION_v1.pth", TINY)
-    hub.rate = 3 << 20  # 3 s: the bar is seen moving
-    workdir = tmp_path_factory.mktemp("comfy_hub")
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("HF_ENDPOINT", hub.url)
-        env.setenv("HF_TOKEN", "")
-        env.setenv("HF_HOME", str(workdir / "hf_home"))
-        try:
-            engine = LocalComfyUI(workdir, comfyui=CURRENT_COMFYUI)
-        except (FileNotFoundError, RuntimeError) as e:
-            hub.close()
-            pytest.fail(str(e))
-    for image in (WORKFLOWS / "images").iterdir():
-        if image.is_file():
-            shutil.copy(image, engine.client.dirs["input"] / image.name)
-    yield engine.client, hub
-    engine.stop()
-    hub.close()
 
 
 WATCH = """() => {
@@ -51,19 +21,14 @@ WATCH = """() => {
 }"""
 
 
-@pytest.mark.parametrize("mode", ["classic", "nodes2"], ids=lambda mode: f"{VERSION}-{mode}")
-def test_a_template_with_an_absent_checkpoint_downloads_it_with_progress_and_runs(hub_comfy, chromium_browser, mode):
-    comfy, hub = hub_comfy
-    folder = comfy.dirs["models"] / "diception"
-    (folder / "DICEPTION_v1.pth").unlink(missing_ok=True)  # absent again for each canvas mode
-    page = chromium_browser.new_page(viewport={"width": 1280, "height": 800})
-    editor = Editor(page, mode, comfy.url)
+def test_a_template_with_an_absent_checkpoint_downloads_it_with_progress_and_runs(editor, current_comfy, stand_in_hub):
+    """On the shared v0.8.0 server (tests/current_frontend.py), which downloads from the stand-in hub; the
+    checkpoint is removed again afterwards, so the other browser tests see it absent."""
+    page, mode = editor.page, editor.mode
+    folder = current_comfy.dirs["models"] / "diception"
+    (folder / "DICEPTION_v1.pth").unlink(missing_ok=True)  # absent for each canvas mode
     try:
-        page.goto(comfy.url)
-        page.wait_for_function("window.app && app.graph && window.LiteGraph && app.extensionManager?.setting", timeout=120000)
-        page.keyboard.press("Escape")
-        page.evaluate("async (vue) => { await app.extensionManager.setting.set('Comfy.VueNodes.Enabled', vue); }", mode == "nodes2")
-        page.wait_for_timeout(500)
+        editor.clear()
         name = next(n for n in shipped_workflows() if n.startswith("DICEPTION 1"))
         dialog = open_pack_templates(page)
         template_card(dialog, name).click()
@@ -84,10 +49,10 @@ def test_a_template_with_an_absent_checkpoint_downloads_it_with_progress_and_run
         page.get_by_role("button", name="Run").first.click()
         page.wait_for_function("window.__done !== null", timeout=240000)
         assert editor.js("window.__done") == "success"
-        assert (folder / "DICEPTION_v1.pth").read_bytes() == TINY
+        assert (folder / "DICEPTION_v1.pth").read_bytes() == TINY_CHECKPOINT
         bar = [(v, m) for node, v, m in editor.js("window.__progress") if node == loader]
-        assert len(bar) >= 3 and bar[-1] == (len(TINY), len(TINY)), bar
+        assert len(bar) >= 3 and bar[-1] == (len(TINY_CHECKPOINT), len(TINY_CHECKPOINT)), bar
         shown = {int(m.group(1)) for t in editor.js("window.__titles") for m in [re.search(r"\[(\d+)%\] DiceptionLoad", t)] if m}
         assert any(0 < p < 100 for p in shown), editor.js("window.__titles")  # the title showed the download moving
     finally:
-        page.close()
+        (folder / "DICEPTION_v1.pth").unlink(missing_ok=True)

@@ -5,6 +5,7 @@ import io
 import shutil
 
 import numpy as np
+import pytest
 from comfy_server import FIXTURES
 from graphs import diception_graph
 from PIL import Image
@@ -20,6 +21,8 @@ def answer(client, prefix):
     return np.asarray(Image.open(io.BytesIO(client.view(entry["outputs"]["save"]["images"][0]))))
 
 
+@pytest.mark.newest_build("the cache is the engine's files (models/diception/prompts.py), keyed by bytes, under the first "
+                          "diception model folder, which every build's DICEPTION tests already load from")
 def test_the_prompt_cache_survives_a_restart(tmp_path, comfy):
     models = comfy.dirs["models"]
     shutil.rmtree(models / "diception" / "prompt_cache", ignore_errors=True)

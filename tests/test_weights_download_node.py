@@ -6,27 +6,20 @@ ComfyUI's progress bar, and loads it. The download rules themselves are tested i
 import threading
 
 import pytest
+
 from comfy_server import FIXTURES, ComfyError, error_message, save_fixture_image
 from graphs import diception_graph
-from stand_in_hub import StandIn
 from server_messages import listen
 
-from scripts.local_comfyui import LocalComfyUI, comfyui_builds
-
-BUILDS = comfyui_builds()
 TINY = (FIXTURES / "diception/model/diception_tiny.pth").read_bytes()
 
 
-@pytest.mark.parametrize("build", BUILDS, ids=[b.label for b in BUILDS])
-def test_load_diception_downloads_an_absent_checkpoint_with_progress_then_loads_it(build, tmp_path, monkeypatch):
-    hub = StandIn()
-    hub.add_hub("Canyu/DICEPTION", "DICEPTION_v1.pth", TINY)
-    hub.rate = 8 << 20  # about 1 s: several progress updates
-    monkeypatch.setenv("HF_ENDPOINT", hub.url)  # the server inherits it
-    monkeypatch.setenv("HF_TOKEN", "")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
-    engine = LocalComfyUI(tmp_path / "server", build)
-    comfy = engine.client
+def test_load_diception_downloads_an_absent_checkpoint_with_progress_then_loads_it(comfy, weights_hub):
+    """On the session server, which downloads from ``weights_hub`` (tests/comfy_server.py); the checkpoint is removed
+    again afterwards, so every other test sees it absent."""
+    folder = comfy.dirs["models"] / "diception"
+    storage = next(iter(weights_hub.files))
+    served = len(weights_hub.bodies(storage))  # the hub serves every build's server
     try:
         info = comfy.object_info()
         listed = info["DiceptionLoad"]["input"]["required"]["checkpoint"][0]
@@ -38,7 +31,6 @@ def test_load_diception_downloads_an_absent_checkpoint_with_progress_then_loads_
         graph["model"]["inputs"]["checkpoint"] = "nowhere.pth"  # neither on disk nor known: refused before running
         with pytest.raises(ComfyError, match="nowhere.pth"):
             comfy.run(graph, timeout=300)
-        folder = comfy.dirs["models"] / "diception"
         image = save_fixture_image(comfy, FIXTURES / "diception/images/rect_96x72.png", "rect.png")
         graph = diception_graph(image)
         graph["model"]["inputs"].update(checkpoint="DICEPTION_v1.pth", download=False)
@@ -46,7 +38,7 @@ def test_load_diception_downloads_an_absent_checkpoint_with_progress_then_loads_
             comfy.run(graph, timeout=300)
         message = error_message(refused.value.body)
         assert "download is off" in message and "https://huggingface.co/Canyu/DICEPTION/resolve/main/DICEPTION_v1.pth" in message
-        assert not (folder / "DICEPTION_v1.pth").exists() and hub.bodies(next(iter(hub.files))) == []
+        assert not (folder / "DICEPTION_v1.pth").exists() and len(weights_hub.bodies(storage)) == served
 
         graph["model"]["inputs"]["download"] = True
         messages, stop = [], threading.Event()
@@ -63,5 +55,4 @@ def test_load_diception_downloads_an_absent_checkpoint_with_progress_then_loads_
         bar = [m["data"] for _, m in messages if m["type"] == "progress" and m["data"].get("node") in ("model", None)]
         assert len(bar) >= 2 and bar[-1]["value"] == bar[-1]["max"] == len(TINY), bar[-3:]
     finally:
-        engine.stop()
-        hub.close()
+        (folder / "DICEPTION_v1.pth").unlink(missing_ok=True)
