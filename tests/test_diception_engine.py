@@ -51,6 +51,27 @@ def test_cached_prompts_never_build_the_text_encoders(tmp_path, monkeypatch):
     assert torch.equal(a, b)
 
 
+def test_two_writers_of_one_prompt_cache_entry_both_succeed(tmp_path, monkeypatch):
+    """Two Ray workers encoding the same prompt at once: the second writer's whole put() lands while the first's file
+    is written but not yet renamed. With one shared temporary name the first rename failed (FileNotFoundError)."""
+    from models.diception import prompts
+
+    embeds, pooled = torch.rand(1, 4, 8), torch.rand(1, 6)
+    first, second = prompts.PromptCache(tmp_path, "a" * 64), prompts.PromptCache(tmp_path, "a" * 64)
+    save, interleaved = prompts.save_file, []
+
+    def save_then_let_the_other_writer_in(tensors, path, metadata=None):
+        save(tensors, path, metadata=metadata)
+        if not interleaved:
+            interleaved.append(path)
+            second.put("[[image2depth]]", embeds, pooled)
+
+    monkeypatch.setattr(prompts, "save_file", save_then_let_the_other_writer_in)
+    first.put("[[image2depth]]", embeds, pooled)
+    assert interleaved and all(torch.equal(a, b) for a, b in zip(first.get("[[image2depth]]"), (embeds, pooled)))
+    assert [p.name for p in first.folder.iterdir()] == [first._path("[[image2depth]]").name]  # no temporary left
+
+
 def test_same_seed_same_answer_and_batch_independent(pipe):
     images = torch.rand(3, 48, 80, 3)
     whole = pipe(images, "normal", steps=1, guidance=1.0, resolution=64, seed=7)

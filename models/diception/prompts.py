@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..publish import remove, temporary_name
+
 CLIP_TOKENS = 77
 T5_TOKENS = 256
 
@@ -103,10 +105,15 @@ class PromptCache:
     def put(self, prompt: str, prompt_embeds: torch.Tensor, pooled: torch.Tensor) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self._path(prompt)
-        tmp = path.with_suffix(".tmp")
+        # a name of this writer's own: two processes (Ray workers, servers sharing a cache) may write one entry at once,
+        # and a shared ".tmp" name made the second one's rename fail (the first had taken the file)
+        tmp = temporary_name(self.folder, path.name)
         tensors = {"prompt_embeds": prompt_embeds.detach().cpu().contiguous(), "pooled": pooled.detach().cpu().contiguous()}
-        save_file(tensors, str(tmp), metadata={"prompt": prompt, "text_encoders": self.identity})
-        tmp.replace(path)
+        try:
+            save_file(tensors, str(tmp), metadata={"prompt": prompt, "text_encoders": self.identity})
+            tmp.replace(path)  # the same prompt and encoders give the same entry: whichever writer lands last is right
+        finally:
+            remove(tmp)
         self.get(prompt)  # kept: the next run finds it without reading the file
 
 
