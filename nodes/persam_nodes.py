@@ -61,9 +61,9 @@ class PersamReferenceNode:
         "Personalises SAM from reference images of the subject, each with a mask (ComfyUI's mask editor or any "
         "mask node; pixels ≥ 0.5 count) or a box: one image (the official one-shot PerSAM), an IMAGE batch with a "
         "MASK batch of the same length, or a list of images of different sizes with a list of masks (the i-th "
-        "mask belongs to the i-th image). Optional negative images + masks show a look-alike that must NOT be "
-        "selected. PerSAM is training-free; PerSAM-F fits 2 scale-aware weights on all references (one decoder "
-        "pass per reference, 1000 optimiser steps)."
+        "mask belongs to the i-th image); image_2 (+ mask_2) adds references from a second Load Image. Optional "
+        "negative images + masks show a look-alike that must NOT be selected. PerSAM is training-free; PerSAM-F "
+        "fits 2 scale-aware weights on all references (one decoder pass per reference, 1000 optimiser steps)."
     )
     CATEGORY = "PerSAM"
     FUNCTION = "reference"
@@ -82,27 +82,50 @@ class PersamReferenceNode:
             "optional": {
                 "sam": ("PERSAM_SAM", {"tooltip": "from SAM Loader (PerSAM); or connect sam_model instead"}),
                 "mask": ("MASK", {"tooltip": "the subject in each reference image: one mask per image, same sizes, same order"}),
-                "box": ("STRING", {"default": "", "multiline": True, "tooltip": "instead of a mask: 'x0, y0, x1, y1' in pixels, one line per reference image (an empty line: use that image's mask); SAM segments the box"}),
+                "box": ("STRING", {"default": "", "multiline": True, "tooltip": "instead of a mask: 'x0, y0, x1, y1' in pixels, one line per reference image in order (image's images, then image_2's; an empty line: use that image's mask); SAM segments the box"}),
                 "iterations": ("INT", {"default": 1000, "min": 1, "max": 10000, "tooltip": "PerSAM-F optimiser steps"}),
                 "sam_model": ("SAM_MODEL", {"tooltip": "instead of sam: a Segment Anything ViT-B/L/H from another pack's SAM loader (e.g. SAMModelLoader (segment anything)); its weights are shared, not loaded again"}),
                 "negative_images": ("IMAGE", {"tooltip": "optional: photos showing a look-alike that must NOT be selected (may be the reference photos themselves)"}),
                 "negative_masks": ("MASK", {"tooltip": "the look-alike in each negative image, one mask per image; must not cover a reference mask of the same photo"}),
+                "image_2": ("IMAGE", {"tooltip": "more references from a second Load Image (e.g. another look of the subject; any size): they come after image's, in box lines too"}),
+                "mask_2": ("MASK", {"tooltip": "the subject in each image_2 image (or leave it out and give their box lines)"}),
             },
         }
 
     def reference(self, image, fine_tune, sam=None, mask=None, box=None, iterations=None, sam_model=None,
-                  negative_images=None, negative_masks=None):
+                  negative_images=None, negative_masks=None, image_2=None, mask_2=None):
         from ..models.persam import build_reference
 
         model = reference_sam(sam, sam_model)
+        images, masks = references(image, mask, image_2, mask_2)
         negatives = [flatten(n, v) if v is not None else None for n, v in
                      (("negative_images", negative_images), ("negative_masks", negative_masks))]
         reference = build_reference(
-            model.sam, flatten("image", image), flatten("mask", mask) if mask is not None else None, first(box, ""),
-            negatives[0], negatives[1], fine_tune=first(fine_tune, False), iterations=first(iterations, 1000),
-            host=model.host,
+            model.sam, images, masks, first(box, ""), negatives[0], negatives[1], fine_tune=first(fine_tune, False),
+            iterations=first(iterations, 1000), host=model.host,
         )
         return (PersamReference(model, reference),)
+
+
+def references(image, mask, image_2, mask_2):
+    """The reference images in order (image's, then image_2's) and their masks (None where a mask input is not
+    connected: those images need box lines); each mask input holds one mask per image of its own image input."""
+    if image_2 is None:
+        if mask_2 is not None:
+            raise ValueError("mask_2: it is the mask of image_2's images; connect image_2 too (or connect the mask to mask)")
+        return flatten("image", image), flatten("mask", mask) if mask is not None else None
+    images, masks = [], []
+    for image_name, mask_name, pictures, subjects in (("image", "mask", image, mask), ("image_2", "mask_2", image_2, mask_2)):
+        pictures = flatten(image_name, pictures)
+        subjects = flatten(mask_name, subjects) if subjects is not None else [None] * len(pictures)
+        if len(subjects) != len(pictures):
+            raise ValueError(
+                f"{mask_name}: {len(subjects)} mask(s) for {len(pictures)} image(s) of {image_name}; give one mask per "
+                f"image of {image_name}, in the same order (or leave {mask_name} out and give box lines)"
+            )
+        images += pictures
+        masks += subjects
+    return images, masks
 
 
 def first(value, default):

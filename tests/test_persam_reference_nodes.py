@@ -28,13 +28,15 @@ def rgba(image, mask):
 @pytest.fixture(scope="module")
 def pictures(server):
     """ref_pair.png: an animated PNG of the two reference looks (LoadImage → an IMAGE and a MASK batch of 2);
-    ref_pair_empty.png: the same with the second mask empty; ref_a.png / test.png single images."""
+    ref_pair_empty.png: the same with the second mask empty; ref_a.png / ref_b.png (its two frames) / test.png
+    single images."""
     references, negative, test = build_set(tests=2)
     frames = [Image.fromarray(rgba(r.image, r.subject), "RGBA") for r in references]
     frames[0].save(server.dirs["input"] / "ref_pair.png", save_all=True, append_images=frames[1:])
     empty = Image.fromarray(rgba(references[1].image, np.zeros_like(references[1].subject)), "RGBA")
     frames[0].save(server.dirs["input"] / "ref_pair_empty.png", save_all=True, append_images=[empty])
     frames[0].save(server.dirs["input"] / "ref_a.png")
+    frames[1].save(server.dirs["input"] / "ref_b.png")
     Image.fromarray(test[1].image).save(server.dirs["input"] / "test.png")
     Image.fromarray(rgba(negative.image, negative.distractor), "RGBA").save(server.dirs["input"] / "negative.png")
     Image.fromarray(rgba(negative.image, negative.subject), "RGBA").save(server.dirs["input"] / "negative_as_subject.png")
@@ -95,6 +97,20 @@ def test_reference_batch_errors_name_the_input(server, pictures):
     nodes["negative"] = {"class_type": "LoadImage", "inputs": {"image": "negative.png"}}
     nodes["reference"]["inputs"].update(negative_images=["negative", 0])
     expect_error(server, nodes, "negative_masks: negative images and negative masks go together")
+
+
+def test_a_second_load_image_adds_references(server, pictures):
+    """image_2 (+ mask_2) from a second Load Image: the same reference set as one batch of both pictures (the very
+    same mask of the test photo); each mask input holds the masks of its own image input (a box line per image
+    otherwise, image's lines first)."""
+    batch = saved_mask(server, server.run(graph({})))
+    nodes = graph({}, refs="ref_a.png")
+    nodes["second"] = {"class_type": "LoadImage", "inputs": {"image": "ref_b.png"}}
+    nodes["reference"]["inputs"].update(image_2=["second", 0], mask_2=["second", 1])
+    assert np.array_equal(saved_mask(server, server.run(nodes)), batch)
+    nodes["refs"]["inputs"]["image"] = "ref_pair.png"  # two images on image, but one mask on mask
+    nodes["reference"]["inputs"]["mask"] = ["second", 1]
+    expect_error(server, nodes, "mask: 1 mask(s) for 2 image(s) of image")
 
 
 def test_a_list_of_references_of_different_sizes(server, pictures):
