@@ -1,10 +1,12 @@
 """The main job on a tiny built-in example, headless: start the test-engine ComfyUI with the tiny random
-models of tests/fixtures, queue the example workflows of workflows/api through the HTTP API, and save what
-they produce into demo_output/ (numbered, never overwriting).
+DICEPTION models of tests/fixtures and the miniature SAM of scripts/miniature_sam, queue the example workflows of
+workflows/api through the HTTP API, and save what they produce into demo_output/ (numbered, never overwriting).
 
     python scripts/demo.py [--out demo_output]
 
-The tiny models are random, so the pictures are noise-like: the run shows the pack working end to end.
+The tiny DICEPTION models are random, so their pictures are noise-like: the run shows the pack working end to end.
+The miniature SAM was trained on a synthetic world (docs/miniatures.md), and the PerSAM example pictures are photos
+of that world (scripts/make_example_set.py): PerSAM's masks there are real masks of the subject.
 With real weights, queue the same workflows on your ComfyUI with scripts/queue_workflow.py.
 """
 
@@ -21,12 +23,12 @@ sys.path.insert(0, str(ROOT))
 from scripts.queue_workflow import save_outputs  # noqa: E402
 from scripts.local_comfyui import LocalComfyUI  # noqa: E402
 
-TINY = {  # real model names in the shared workflows → the tiny test models
+TINY = {  # real model names in the shared workflows → the tiny test models (SAM: the miniature that segments)
     "DiceptionLoad": {"base_model": "tiny_sd3", "checkpoint": "diception_tiny.safetensors", "dtype": "fp32",
                       "clip_l": "auto", "clip_g": "auto", "t5xxl": "auto"},  # the tiny base model's own encoders
     "DiceptionPerceiveTask": {"resolution": 64},
     "DiceptionTrainAdapter": {"steps": 2, "rank": 4, "resolution": 64},
-    "PersamSamLoader": {"checkpoint": "tiny_sam.pth"},
+    "PersamSamLoader": {"checkpoint": "sam_miniature.safetensors"},
 }
 
 

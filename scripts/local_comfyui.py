@@ -26,6 +26,7 @@ from .queue_workflow import ComfyClient
 ROOT = Path(__file__).resolve().parent.parent
 PACK_NAME = "comfyui-diception-persam"
 TINY = ROOT / "tests" / "fixtures"
+MINIATURE_SAM = ROOT / "scripts" / "miniature_sam"  # a trained miniature SAM (it segments the synthetic PerSeg)
 CURRENT = ROOT / ".cache" / "comfyui-v0.8.0"  # unpacked by scripts/setup.sh when ../shared has the snapshot
 DIRS_VARIABLE = "COMFYUI_DIRS"
 
@@ -116,7 +117,8 @@ def free_port() -> int:
 
 
 def link_tiny_models(models: Path) -> None:
-    """The tiny random models of tests/fixtures, in the layout users have under ComfyUI/models."""
+    """The tiny random models of tests/fixtures and the miniature SAM of scripts/miniature_sam (with the config
+    beside it that its loader reads), in the layout users have under ComfyUI/models."""
     (models / "diception").mkdir(parents=True, exist_ok=True)
     (models / "sams").mkdir(parents=True, exist_ok=True)
     (models / "checkpoints").mkdir(parents=True, exist_ok=True)
@@ -129,6 +131,8 @@ def link_tiny_models(models: Path) -> None:
         models / "sams" / "tiny_sam.pth": TINY / "persam/tiny_sam.pth",
         models / "sams" / "tiny_sam_config.json": TINY / "persam/tiny_sam_config.json",
         models / "sams" / "tiny_sam.safetensors": TINY / "persam/tiny_sam.safetensors",
+        models / "sams" / "sam_miniature.safetensors": MINIATURE_SAM / "sam_miniature.safetensors",
+        models / "sams" / "sam_miniature_config.json": MINIATURE_SAM / "sam_miniature_config.json",
     }
     for link, target in links.items():
         if not link.exists():

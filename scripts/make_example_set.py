@@ -1,20 +1,47 @@
-"""The built-in example set of the sixth template: "highlight the red objects" (workflows/images/diception_examples/
-red_objects): 12 small scenes of coloured discs and boxes on textured grounds (images/NN.png) and, as the answer,
-the red shapes in white on black (targets/NN.png). Seeded, so the files are reproducible.
+"""The templates' example pictures, drawn by seeded code (rerunning rewrites the same files):
+
+- DICEPTION 5's built-in example set "highlight the red objects" (workflows/images/diception_examples/red_objects):
+  12 small scenes of coloured discs and boxes on textured grounds (images/NN.png) and, as the answer, the red
+  shapes in white on black (targets/NN.png).
+- The PerSAM templates' pictures (workflows/images/example_*.png except example_scene.png): photos of one subject
+  of the synthetic PerSeg (``scripts/miniature_sam/world.py``, ``perseg(0)``), the world the miniature SAM was
+  trained and measured on, at its native 128 × 128, with exact masks. A mask is stored as ComfyUI's mask editor
+  stores it: in the alpha channel, transparent where the mask is (Load Image's MASK is 1 − alpha).
 
     python scripts/make_example_set.py
 """
 
 import sys
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 ROOT = Path(__file__).resolve().parent.parent
-FOLDER = ROOT / "workflows" / "images" / "diception_examples" / "red_objects"
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from scripts.miniature_sam import world  # noqa: E402
+
+IMAGES = ROOT / "workflows" / "images"
+FOLDER = IMAGES / "diception_examples" / "red_objects"
 COLOURS = {"red": (210, 40, 40), "green": (40, 170, 60), "blue": (50, 80, 210), "yellow": (225, 200, 40)}
 SIZE, COUNT = 96, 12
+
+# The PerSAM subject: a two-look subject of perseg(0) (photos 0-3 show look 1, photos 4-7 look 2; photos 2, 3, 6, 7
+# also show its look-alike, the same object with one colour changed). Chosen where the miniature finds it in the
+# templates' photos; on average over the synthetic PerSeg PerSAM scores far less (docs/persam.md, quality).
+PERSEG_SEED, SUBJECT = 0, 9
+CLASS_SUBJECT = 6  # the DreamBooth class image: another "toy" of the same set
+PERSAM_PICTURES = {  # file → (subject, photo, what it shows, which mask goes into its alpha channel: None, "subject", "look-alike")
+    "example_reference.png": (SUBJECT, 0, "the reference: look 1, its mask painted", "subject"),
+    "example_photo.png": (SUBJECT, 1, "a new photo of look 1", None),
+    "example_reference_2.png": (SUBJECT, 4, "a second reference: look 2, no mask (PerSAM 4 gives its box)", None),
+    "example_second_look.png": (SUBJECT, 7, "a photo of look 2 beside the look-alike", None),
+    "example_negative.png": (SUBJECT, 2, "a photo with the look-alike, the look-alike painted as the mask", "look-alike"),
+    "example_class.png": (CLASS_SUBJECT, 0, "another toy: a DreamBooth class image", None),
+}
 
 
 def scene(rng):
@@ -31,7 +58,7 @@ def scene(rng):
     return image, target
 
 
-def main() -> int:
+def red_objects() -> None:
     rng = np.random.default_rng(18)
     for role in ("images", "targets"):
         (FOLDER / role).mkdir(parents=True, exist_ok=True)
@@ -40,6 +67,47 @@ def main() -> int:
         image.save(FOLDER / "images" / f"{i:02}.png")
         target.save(FOLDER / "targets" / f"{i:02}.png")
     print(FOLDER.relative_to(ROOT))
+
+
+@lru_cache(maxsize=1)
+def perseg_subjects() -> list:
+    return world.perseg(PERSEG_SEED)
+
+
+def persam_photo(name: str) -> world.Photo:
+    """The synthetic photo (image, exact masks) that the PerSAM example picture ``name`` shows."""
+    subject, photo, _, _ = PERSAM_PICTURES[name]
+    return perseg_subjects()[subject].photos[photo]
+
+
+def with_mask(image: np.ndarray, mask: np.ndarray) -> Image.Image:
+    """RGBA as ComfyUI's mask editor saves a masked image: alpha 0 on the mask."""
+    return Image.fromarray(np.dstack([image, np.where(mask, 0, 255).astype(np.uint8)]), "RGBA")
+
+
+def box_line(mask: np.ndarray) -> str:
+    """'x0, y0, x1, y1': the mask's bounding box in pixels (PerSAM Reference's ``box`` line)."""
+    ys, xs = np.nonzero(mask)
+    return f"{xs.min()}, {ys.min()}, {xs.max()}, {ys.max()}"
+
+
+def second_reference_box() -> str:
+    """The box of the subject in example_reference_2.png (PerSAM 4 gives that reference by its box)."""
+    return box_line(persam_photo("example_reference_2.png").mask)
+
+
+def persam_pictures() -> None:
+    for name, (_, _, _, alpha) in PERSAM_PICTURES.items():
+        photo = persam_photo(name)
+        picture = Image.fromarray(photo.image) if alpha is None else with_mask(
+            photo.image, photo.mask if alpha == "subject" else photo.distractor)
+        picture.save(IMAGES / name)
+        print((IMAGES / name).relative_to(ROOT))
+
+
+def main() -> int:
+    red_objects()
+    persam_pictures()
     return 0
 
 

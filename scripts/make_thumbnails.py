@@ -1,11 +1,15 @@
-"""Pictures for the template browser: each API workflow of ``workflows/api`` runs on the tiny built-in example
-(the test-engine ComfyUI with the tiny random models, as scripts/demo.py does), and ``workflows/<title>.jpg``
-shows the graph's input photo(s) above the images it produced. Current ComfyUI serves a pack's template
-pictures as ``/api/workflow_templates/<pack>/<template>.jpg``, the same name as the template's ``.json``.
+"""Pictures for the template browser: each API workflow of ``workflows/api`` runs on the built-in example (the
+test-engine ComfyUI with the tiny random DICEPTION models and the miniature SAM, as scripts/demo.py does), and
+``workflows/<title>.jpg`` shows the graph's input photo(s) above the images it produced. Current ComfyUI serves a
+pack's template pictures as ``/api/workflow_templates/<pack>/<template>.jpg``, the same name as the template's ``.json``.
 
-    python scripts/make_thumbnails.py        (after scripts/make_workflows.py)
+    python scripts/make_thumbnails.py        (after scripts/make_example_set.py and scripts/make_workflows.py)
 
-The tiny models are random, so DICEPTION's answers look like noise; the pictures are still real outputs.
+The tiny DICEPTION models are random, so DICEPTION's answers look like noise; the pictures are still real outputs.
+PerSAM runs on the miniature SAM (scripts/miniature_sam, trained on a synthetic world) with the templates' own
+settings, on photos of that world (scripts/make_example_set.py): its masks are real masks of the subject. On the
+input photos, what PerSAM Reference is given is drawn: a painted subject mask outlined in yellow, a reference's box
+(its ``box`` line) as a yellow frame, a negative's mask (the look-alike) outlined in cyan.
 """
 
 import io
@@ -15,7 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from PIL import Image, ImageOps
+import numpy as np
+from PIL import Image, ImageDraw, ImageOps
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -26,6 +31,50 @@ from scripts.local_comfyui import LocalComfyUI  # noqa: E402
 
 SIDE = 512  # square cards
 MAX_OUTPUTS = 3
+SUBJECT, NEGATIVE = (255, 215, 30), (40, 220, 255)  # how a reference's mask or box and a negative's mask are drawn
+MASK_ROLES = {"mask": SUBJECT, "mask_2": SUBJECT, "negative_masks": NEGATIVE}  # PerSAM Reference's MASK inputs
+
+
+def reference_marks(workflow: dict) -> dict:
+    """Load Image node id → [(role colour, None for its painted mask, or a box (x0, y0, x1, y1))]: what PerSAM
+    Reference takes from each picture (one picture per Load Image; box line i belongs to the i-th reference,
+    image's before image_2's)."""
+    marks = {}
+    for node in workflow.values():
+        if node["class_type"] != "PersamReference":
+            continue
+        inputs = node["inputs"]
+        for name, colour in MASK_ROLES.items():
+            if isinstance(inputs.get(name), list):
+                marks.setdefault(inputs[name][0], []).append((colour, None))
+        sources = [inputs[name][0] for name in ("image", "image_2") if isinstance(inputs.get(name), list)]
+        for source, line in zip(sources, str(inputs.get("box", "")).splitlines()):
+            if line.strip():
+                marks.setdefault(source, []).append((SUBJECT, tuple(float(v) for v in line.split(","))))
+    return marks
+
+
+def outline(mask: np.ndarray, width: int) -> np.ndarray:
+    """The mask's pixels within ``width`` pixels of its edge."""
+    inner = mask.copy()
+    for _ in range(width):
+        padded = np.pad(inner, 1)
+        inner = inner & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    return mask & ~inner
+
+
+def marked(image: Image.Image, marks: list) -> Image.Image:
+    """The picture with the outline of its painted mask (Load Image's MASK: 1 − alpha) and its boxes drawn."""
+    rgb = image.convert("RGB")
+    width = max(1, rgb.width // 64)
+    for colour, box in marks:
+        if box is None and image.mode == "RGBA":
+            pixels = np.asarray(rgb).copy()
+            pixels[outline(np.asarray(image)[..., 3] < 128, width)] = colour
+            rgb = Image.fromarray(pixels)
+        elif box is not None:
+            ImageDraw.Draw(rgb).rectangle(box, outline=colour, width=width)
+    return rgb
 
 
 def tile_row(images: list, width: int, height: int) -> Image.Image:
@@ -53,12 +102,10 @@ def main() -> int:
                 shutil.copy(image, engine.dirs["input"])
             for name in TITLES:
                 workflow = tiny(json.loads((ROOT / "workflows" / "api" / f"{name}.json").read_text()))
-                for node in workflow.values():  # a few iterations of PerSAM-F suffice for a picture
-                    if node["class_type"] == "PersamReference":
-                        node["inputs"]["iterations"] = 20
                 entry = engine.client.run(workflow)
-                inputs = [Image.open(ROOT / "workflows" / "images" / node["inputs"]["image"])
-                          for node in workflow.values() if node["class_type"] == "LoadImage"]
+                marks = reference_marks(workflow)
+                inputs = [marked(Image.open(ROOT / "workflows" / "images" / node["inputs"]["image"]), marks.get(key, []))
+                          for key, node in workflow.items() if node["class_type"] == "LoadImage"]
                 outputs = [Image.open(io.BytesIO(engine.client.view(image))) for key in sorted(entry["outputs"], key=int)
                            for image in entry["outputs"][key].get("images", [])]
                 outputs = [image for image in outputs if not image.mode.startswith("I")]  # 16-bit depth files: shown by the preview

@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from models.weights_download import KNOWN_FILES, model_list_entry  # noqa: E402
+from scripts.make_example_set import second_reference_box  # noqa: E402
 from scripts.local_comfyui import LocalComfyUI  # noqa: E402
 
 # SD3-medium as ComfyUI's single file with its separate text encoders (what ComfyUI's own SD3 templates use): files
@@ -24,8 +25,9 @@ DICE = {"class_type": "DiceptionLoad", "inputs": {**SD3_FILES, "checkpoint": "DI
 SAM = {"class_type": "PersamSamLoader", "inputs": {"checkpoint": "sam_vit_h_4b8939.pth"}}
 
 
-def load(name):
-    return {"class_type": "LoadImage", "inputs": {"image": name}}
+def load(name, title=None):
+    node = {"class_type": "LoadImage", "inputs": {"image": name}}
+    return {**node, "_meta": {"title": title}} if title else node
 
 
 def perceive(image, task, steps=1, guidance=1.0, points="[]", category="none"):
@@ -100,19 +102,22 @@ WORKFLOWS = {
     "persam_dreambooth_dataset": {
         "1": load("example_reference.png"), "2": load("example_photo.png"), "3": SAM, "4": persam_reference(fine_tune=True),
         "6": {"class_type": "PersamDreamBoothMask", "inputs": {"reference": ["4", 0], "images": ["2", 0], "grow_pixels": 4, "feather_pixels": 2, "fill_holes": True, "vae_factor": 8}},
-        "5": load("example_negative.png"),  # a class image: another toy (or a folder of them: class_folder)
+        "5": load("example_class.png"),  # a class image: another toy (or a folder of them: class_folder)
         "7": {"class_type": "PersamSaveDreamBoothDataset", "inputs": {"images": ["2", 0], "masks": ["6", 0], "folder": "dreambooth/subject", "caption": "a photo of sks toy", "onetrainer_masklabels": True,
                                                                    "repeats": 10, "class_images": ["5", 0], "class_folder": "", "class_prompt": "a photo of toy", "prior_loss_weight": 1.0}},
         "8": save(["6", 2], "dreambooth_preview"),
     },
-    "persam_several_references": {  # a 2-frame PNG: frame 1 with its mask (alpha), frame 2 without (box line 2)
-        "1": load("example_references.png"), "2": load("example_photo.png"), "3": SAM, "5": load("example_negative.png"),
-        "4": {"class_type": "PersamReference", "inputs": {
-            "sam": ["3", 0], "image": ["1", 0], "mask": ["1", 1], "fine_tune": False, "box": "\n160, 100, 256, 188",
-            "iterations": 1000, "negative_images": ["5", 0], "negative_masks": ["5", 1]}},
-        "6": {"class_type": "PersamSegment", "inputs": {"reference": ["4", 0], "images": ["2", 0], "max_instances": 1, "overlap_stop": 0.5}},
-        "7": {"class_type": "MaskToImage", "inputs": {"mask": ["6", 0]}}, "8": save(["7", 0], "persam_refs_mask"),
-        "9": save(["6", 2], "persam_refs_preview"),
+    "persam_several_references": {  # two looks of the subject: reference 1 with its mask, reference 2 by its box
+        "1": load("example_reference.png", "Reference 1: masked (box line 1 empty)"),
+        "2": load("example_reference_2.png", "Reference 2: no mask (box line 2)"),
+        "6": load("example_second_look.png", "Photo to segment"),
+        "3": load("example_negative.png", "Negative: the look-alike masked"), "4": SAM,
+        "5": {"class_type": "PersamReference", "_meta": {"title": "PerSAM Reference (box line n: ref n)"}, "inputs": {
+            "sam": ["4", 0], "image": ["1", 0], "mask": ["1", 1], "image_2": ["2", 0], "fine_tune": False,
+            "box": "\n" + second_reference_box(), "iterations": 1000, "negative_images": ["3", 0], "negative_masks": ["3", 1]}},
+        "7": {"class_type": "PersamSegment", "inputs": {"reference": ["5", 0], "images": ["6", 0], "max_instances": 1, "overlap_stop": 0.5}},
+        "8": {"class_type": "MaskToImage", "inputs": {"mask": ["7", 0]}}, "9": save(["8", 0], "persam_refs_mask"),
+        "10": save(["7", 2], "persam_refs_preview"),
     },
 }
 
@@ -167,7 +172,7 @@ NODES2_HEIGHTS = {
     "LoadImage": 408, "SaveImage": 344, "PreviewImage": 344, "MaskToImage": 64,
     "DiceptionLoad": 308, "DiceptionPerceiveTask": 680, "DiceptionRGBToDepth": 288, "DiceptionRGBToNormal": 116,
     "DiceptionRGBToMasks": 220, "DiceptionSaveDepth": 152,
-    "PersamSamLoader": 168, "PersamReference": 312, "PersamSegment": 300, "PersamDreamBoothMask": 240,
+    "PersamSamLoader": 168, "PersamReference": 352, "PersamSegment": 300, "PersamDreamBoothMask": 240,
     "PersamSaveDreamBoothDataset": 464,  # not measured since issue 29 added 4 widgets and an input: nodes2_guess
     "DiceptionLoadExamples": 144, "DiceptionTrainAdapter": 500, "DiceptionSaveAdapter": 172,
 }
@@ -295,6 +300,8 @@ def to_ui(api: dict, object_info: dict) -> dict:
         node = {"id": ids[key], "type": spec["class_type"], "pos": [0, 0],
                 "size": [NODE_WIDTH, 0], "flags": {}, "order": 0, "mode": 0, "inputs": [], "outputs": [],
                 "properties": {"Node name for S&R": spec["class_type"]}, "widgets_values": []}
+        if spec.get("_meta", {}).get("title"):  # the node's title, as ComfyUI's API export writes it (_meta.title)
+            node["title"] = spec["_meta"]["title"]
         for name, kind, options in input_specs(info):
             value = spec["inputs"].get(name)
             if is_widget(kind):

@@ -69,8 +69,8 @@ NODE_BOXES = """() => { const c = app.canvas.canvas.getBoundingClientRect(), s =
 
 
 def test_every_template_opens_with_its_widget_values_readable_and_with_no_overlapping_nodes(editor):
-    """Each template, opened from the template browser, loads with its nodes' widget values and no missing-node
-    warning. Issue 19: Nodes 2.0 draws nodes taller than the classic canvas, and the templates were laid out for classic
+    """Each template, opened from the template browser, loads with its nodes' widget values and titles (PerSAM 4's
+    say which reference each box line belongs to) and no missing-node warning. Issue 19: Nodes 2.0 draws nodes taller than the classic canvas, and the templates were laid out for classic
     heights; PerSAM 2 opened at 45 % zoom. Each template (which the browser fits to the window) shows no two node
     boxes overlapping (DOM boxes in Nodes 2.0, LiteGraph's boxes on the classic canvas)
     and opens at 60 % zoom or more in a 1280×800 window, above the zoom at which the classic canvas stops drawing
@@ -89,8 +89,8 @@ def test_every_template_opens_with_its_widget_values_readable_and_with_no_overla
         page.wait_for_function("(n) => app.graph.nodes.length === n", arg=len(workflow["nodes"]), timeout=20000)
         page.wait_for_timeout(1000)
         graph = editor.js("() => JSON.parse(JSON.stringify(app.graph.serialize()))")
-        want = {node["id"]: (node["type"], node.get("widgets_values") or []) for node in workflow["nodes"]}
-        got = {node["id"]: (node["type"], node.get("widgets_values") or []) for node in graph["nodes"]}
+        want = {node["id"]: (node["type"], node.get("widgets_values") or [], node.get("title")) for node in workflow["nodes"]}
+        got = {node["id"]: (node["type"], node.get("widgets_values") or [], node.get("title")) for node in graph["nodes"]}
         assert got == want, name
         warnings = [m for m in editor.console if "missing" in m.lower()]
         assert not warnings, (name, warnings)

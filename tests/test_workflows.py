@@ -25,6 +25,26 @@ def test_there_is_a_workflow_for_every_use():
     assert all(ui_path(n).is_file() for n in NAMES)
 
 
+def test_persam_example_pictures_are_the_synthetic_photos_with_their_exact_masks():
+    """The PerSAM templates' pictures are the synthetic-PerSeg photos scripts/make_example_set.py says (the miniature
+    SAM's world), each painted mask (alpha 0, as Load Image reads masks) exactly the subject's or the look-alike's,
+    and PerSAM 4's box line 2 is the box of the subject in its second reference (line 1 empty: reference 1 has its mask)."""
+    from scripts import make_example_set as examples
+
+    for name, (_, _, _, alpha) in examples.PERSAM_PICTURES.items():
+        photo = examples.persam_photo(name)
+        picture = np.asarray(Image.open(ROOT / "workflows" / "images" / name))
+        assert np.array_equal(picture[..., :3], photo.image), name
+        if alpha is None:
+            assert picture.shape[2] == 3, name
+        else:
+            assert np.array_equal(picture[..., 3] == 0, photo.mask if alpha == "subject" else photo.distractor), name
+    api = json.loads((ROOT / "workflows" / "api" / "persam_several_references.json").read_text())
+    reference = next(node for node in api.values() if node["class_type"] == "PersamReference")
+    assert reference["inputs"]["box"].split("\n") == ["", examples.second_reference_box()]
+    assert api[reference["inputs"]["image_2"][0]]["inputs"]["image"] == "example_reference_2.png"
+
+
 def depth_outputs_are_all_downloaded(written):
     """Every output file the history lists is downloaded, Save Depth's float32 .npy included."""
     scene = Image.open(ROOT / "workflows" / "images" / "example_scene.png")
