@@ -1,26 +1,26 @@
 """Train the miniature DICEPTION on the synthetic world (``world.scene``), deterministically, in two stages.
 
     nice -n 5 python -m scripts.miniature_diception.train vae          # the tiny VAE (≈ 8 min, one thread)
-    nice -n 5 python -m scripts.miniature_diception.train transformer  # DICEPTION's transformer (≈ 12 min quiet)
+    nice -n 5 python -m scripts.miniature_diception.train transformer --steps N   # the transformer (≈ 0.7 s a step, one thread)
 
 1. **VAE**: diffusers' ``AutoencoderKL`` with SD3's 16 latent channels and an 8× downsampling (``VAE_CONFIG``),
    trained as an autoencoder (L1 + MSE, a small KL) on 64² crops of world images and of the answers it must also
    carry (depth, normal, entity and mask images: ``targets.py``). SD3's ``scaling_factor``/``shift_factor`` are then
-   set from the latents' statistics, so that the transformer sees unit-variance latents as SD3-medium does.
+   set from the latents' statistics, so that the transformer sees unit-variance latents as SD3-medium does. The base
+   folder gets the fixture's T5 and scheduler and the miniature's own CLIP tokenizers and encoders
+   (``clip_text_encoders``: one pooled embedding per prompt).
 2. **Transformer**: diffusers' ``SD3Transformer2DModel`` (SD3's architecture, ``TRANSFORMER_CONFIG``) with
-   DICEPTION's point encoder, trained from a random initialisation with the pack's own engine: every parameter
-   trains (full fine-tune), the latents come from ``finetune.example_latents`` (the pipeline's own VAE encoding), σ
-   from ``finetune.sample_sigmas`` (SD3's shifted logit-normal, ``ONE_STEP`` of the examples at σ = 1: one-step
-   answers), the loss is ``finetune.flow_loss`` (σ²-weighted velocity error) of ``transformer.diception_forward``;
-   the prompts are DICEPTION's (``tasks.TASK_PROMPTS``; semantic segmentation names the class's COCO category),
-   encoded by the tiny text encoders of the fixture model (``tests/tiny_models.build_sd3_folder``); point
-   segmentation gets one point in the object, as ``pipeline.point_slots`` stores it; 10 % of the examples are
-   trained as the unconditioned branch (empty prompt, zero point tokens), and ``RECONSTRUCTION`` of them are a
-   training-only auxiliary task ``[[image2image]]`` whose answer is the image itself (its mean answer is far from
-   right, so it rewards carrying the condition image to the output). diffusers' own initialisation
-   (``POSITIONAL_QK = 0``; ``positional_attention`` was tried: see docs/miniatures.md).
-   **The weights of 800 steps (``train transformer --steps 800``; not committed) do not use the image yet**: they answer
-   each task's mean (docs/miniatures.md, bench/diception_quality.py).
+   DICEPTION's point encoder, trained from diffusers' random initialisation plus ``positional_routing`` with the
+   pack's own engine: every parameter trains (full fine-tune), the latents come from ``finetune.example_latents``
+   (the pipeline's own VAE encoding), σ from ``finetune.sample_sigmas`` (SD3's shifted logit-normal, ``ONE_STEP`` of
+   the examples at σ = 1: one-step answers), the loss is ``finetune.flow_loss`` (σ²-weighted velocity error) of
+   ``transformer.diception_forward``; the prompts are DICEPTION's (``tasks.TASK_PROMPTS``; semantic segmentation
+   names the class's COCO category); point segmentation gets one point in the object, as ``pipeline.point_slots``
+   stores it; 10 % of the examples are trained as the unconditioned branch (empty prompt, zero point tokens), and
+   ``RECONSTRUCTION`` of them (later ``RECONSTRUCTION_LATER``) are a training-only auxiliary task
+   ``[[image2image]]`` whose answer is the image itself (it rewards carrying the condition image to the output).
+   The learning rate does not depend on the run's length (``learning_rate``), so ``--steps N`` gives the weights
+   of step N of any longer run. Every ``CHECK_EVERY`` steps the log gets a held-out check (``held_out_check``).
 
 Every step's draws come from a generator seeded by the step, and the training scenes are fixed (``SCENES`` seeds), so
 a run resumed from its state file (every ``STATE_EVERY`` steps) gives the same weights as an uncut one. Output, in
@@ -32,6 +32,7 @@ also written there (for work that builds on it while it trains).
 """
 
 import argparse
+import copy
 import json
 import math
 import os
@@ -67,17 +68,19 @@ VAE_CONFIG = dict(
     norm_num_groups=8, down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4,
     use_quant_conv=False, use_post_quant_conv=False, sample_size=SIZE,
 )
-TRANSFORMER_CONFIG = dict(
-    sample_size=SIZE // 8, patch_size=2, in_channels=16, num_layers=4, attention_head_dim=32, num_attention_heads=4,
+TRANSFORMER_CONFIG = dict(  # sample_size 128 as SD3-medium's: positions 2 apart in its sin-cos table (positional_routing)
+    sample_size=128, patch_size=2, in_channels=16, num_layers=4, attention_head_dim=32, num_attention_heads=4,
     joint_attention_dim=64, caption_projection_dim=128, pooled_projection_dim=40, out_channels=16, pos_embed_max_size=32,
 )
 VAE_STEPS, VAE_BATCH, VAE_CROP, VAE_LR, VAE_KL = 1600, 8, 64, 1e-3, 1e-6
 SCENES = range(0, 800)  # the transformer's training scenes (world.TRAIN_SEEDS)
-STEPS, BATCH, LR, WARMUP = 1000, 16, 5e-4, 50
+STEPS, BATCH, LR, WARMUP, HOLD = 6000, 16, 1e-3, 100, 2000
 ONE_STEP, DROPOUT = 0.6, 0.1
-POSITIONAL_QK = 0.0  # 0: diffusers' own initialisation; > 0: image queries/keys start as gain·identity (positional_attention)
-RECONSTRUCTION = 0.3  # share of examples of the auxiliary task "[[image2image]]" (answer = the image itself)
+ROUTING_HEADS, ROUTING_GAIN = 2, 3.0  # positional_routing: heads per block that start attending by position, and how sharply
+RECONSTRUCTION = 0.3  # share of examples of the auxiliary task "[[image2image]]" (answer = the image itself) ...
+RECONSTRUCTION_LATER, RECONSTRUCTION_UNTIL = 0.1, 1000  # ... and after step 1000 (the image is carried by then)
 STATE_EVERY = 50
+CHECK_EVERY = 250  # a held-out check in the log (held_out_check)
 OUT = WEIGHTS  # where the transformer stage writes its checkpoint and log
 SNAPSHOT_SECONDS = 300
 
@@ -188,32 +191,103 @@ def build_base(vae, folder: Path) -> Path:
         for part in ("text_encoder", "text_encoder_2", "text_encoder_3", "tokenizer", "tokenizer_2", "tokenizer_3", "scheduler"):
             shutil.copytree(fixture / part, folder / part)
         shutil.copy(fixture / "model_index.json", folder / "model_index.json")
+    clip_text_encoders(folder)
     vae.to(torch.float16).save_pretrained(folder / "vae")
     vae.float()
     build_transformer().to(torch.float16).save_pretrained(folder / "transformer")
     return folder
 
 
+def clip_text_encoders(folder: Path) -> None:
+    """The miniature's two CLIP tokenizers and text encoders (random, as the fixture's: only the transformer is trained).
+
+    The fixture's tiny tokenizers (tests/tiny_models.py) give a character and its end-of-word form the same id for a
+    third of the characters; saved, each id keeps one of the two, and the other becomes ``<|endoftext|>``. CLIP's
+    pooled output is read at the first ``<|endoftext|>`` (and the fixture's configs name SD3's id 49407, which
+    no id of these vocabularies reaches), so every DICEPTION prompt ("[[image2…") had the same pooled embedding. The
+    pooled embedding is what conditions SD3's adaLN on the prompt, so the transformer could tell its tasks apart
+    only through attention over 333 mostly equal text tokens. Here every printable character and its end-of-word form
+    has its own id, ``<|endoftext|>`` is the last id, and the encoders' configs name it: each prompt gets its own
+    pooled embedding."""
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection, CLIPTokenizer
+
+    chars = [chr(i) for i in range(33, 127)]
+    vocab = {c: i for i, c in enumerate(chars)}
+    vocab.update({c + "</w>": len(chars) + i for i, c in enumerate(chars)})
+    vocab.update({"<|startoftext|>": len(vocab), "<|endoftext|>": len(vocab) + 1})
+    for number, (tokenizer, encoder, pad, hidden) in enumerate(
+            (("tokenizer", "text_encoder", "<|endoftext|>", 16), ("tokenizer_2", "text_encoder_2", "!", 24))):
+        for part in (tokenizer, encoder):
+            if (folder / part).exists():
+                shutil.rmtree(folder / part)
+        (folder / tokenizer).mkdir(parents=True)
+        (folder / tokenizer / "vocab.json").write_text(json.dumps(vocab))
+        (folder / tokenizer / "merges.txt").write_text("#version: 0.2\n")
+        tok = CLIPTokenizer(str(folder / tokenizer / "vocab.json"), str(folder / tokenizer / "merges.txt"), pad_token=pad)
+        tok.model_max_length = 77
+        tok.save_pretrained(folder / tokenizer)
+        torch.manual_seed(100 + number)
+        config = CLIPTextConfig(vocab_size=len(vocab), hidden_size=hidden, intermediate_size=32, num_hidden_layers=2,
+                                num_attention_heads=2, projection_dim=hidden, max_position_embeddings=77,
+                                bos_token_id=vocab["<|startoftext|>"], eos_token_id=vocab["<|endoftext|>"],
+                                pad_token_id=vocab[pad])
+        CLIPTextModelWithProjection(config).save_pretrained(folder / encoder)
+
+
 def build_transformer():
-    """SD3's transformer at the miniature's initialisation (seed 0; ``POSITIONAL_QK``: see ``positional_attention``)."""
+    """SD3's transformer at the miniature's initialisation: diffusers' own (seed 0), then ``positional_routing``."""
     from diffusers import SD3Transformer2DModel
 
     torch.manual_seed(0)
     transformer = SD3Transformer2DModel(**TRANSFORMER_CONFIG)
-    if POSITIONAL_QK:
-        positional_attention(transformer, POSITIONAL_QK)
+    positional_routing(transformer, ROUTING_HEADS, ROUTING_GAIN)
     return transformer
 
 
-def positional_attention(transformer, gain: float) -> None:
-    """Image queries and keys start as ``gain``·identity: a noisy latent token then attends most to the tokens whose
-    (shared sin-cos) position matches its own, its condition-image twin among them, so that from the first step the
-    answer can carry the image (a random SD3 cannot: a trained one does; from scratch this is slow to learn)."""
+def positional_routing(transformer, heads: int, gain: float) -> None:
+    """Start ``heads`` attention heads of every block attending by position, so that a noisy latent token sees its
+    condition-image twin (same position, same sin-cos embedding) from the first step.
+
+    From diffusers' random initialisation the transformer never learnt to read the condition image here (three runs:
+    docs/miniatures.md): each token's attention is spread over ~470 keys, its twin's share is 1/470, and the
+    gradient that would route it is as small. A trained SD3 routes by position; this gives the miniature that start:
+
+    - the patch embedding's content is projected out of the positional subspace (the span of the grid's centred
+      sin-cos vectors, and the all-ones direction that LayerNorm removes), so that position and content are
+      separable after the block's LayerNorm;
+    - those heads' queries and keys are the whitened positional coordinates (scaled by ``gain``) minus their mean:
+      their logit is largest for the same position (self and twin), lower for the same row or column, lowest
+      elsewhere; text and point keys start near 0;
+    - the attention's adaLN shift and scale start at 0 and its gate at 1 (the attention output is used from step 1).
+
+    Measured at step 0 (block 0, 128² images): each routing head gives the twin about a third of its attention; on
+    diffusers' init the twin gets ~0.002."""
     with torch.no_grad():
+        size = SIZE // 8
+        grid = transformer.pos_embed.cropped_pos_embed(size, size)[0].float()
+        dim, head_dim = grid.shape[1], transformer.config.attention_head_dim
+        _, singular, basis = torch.linalg.svd(grid - grid.mean(0), full_matrices=False)
+        rank = int((singular > 0.02 * singular[0]).sum())
+        basis, singular = basis[:rank], singular[:rank]
+        span, _ = torch.linalg.qr(torch.cat([basis, torch.ones(1, dim) / math.sqrt(dim)]).T)
+        outside = torch.eye(dim) - span @ span.T
+        embed = transformer.pos_embed.proj
+        embed.weight.copy_(torch.einsum("de,ecij->dcij", outside, embed.weight))
+        embed.bias.copy_(outside @ embed.bias)
+        whiten = basis / singular[:, None] * math.sqrt(len(grid) * gain)
+        probe = torch.randn(8, transformer.config.in_channels, size, size, generator=torch.Generator().manual_seed(5))
+        normed = torch.nn.functional.layer_norm(transformer.pos_embed(probe), (dim,), eps=1e-6)
         for block in transformer.transformer_blocks:
             for linear in (block.attn.to_q, block.attn.to_k):
-                linear.weight.copy_(gain * torch.eye(linear.weight.shape[0], linear.weight.shape[1]))
-                linear.bias.zero_()
+                for h in range(heads):
+                    part = slice(h * head_dim, (h + 1) * head_dim)
+                    linear.weight[part] = 0
+                    linear.weight[h * head_dim : h * head_dim + rank] = whiten
+                    linear.bias[part] = -(normed @ linear.weight[part].T).mean((0, 1))
+            modulation = block.norm1.linear  # rows: shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp
+            modulation.weight[: 3 * dim] = 0
+            modulation.bias[: 2 * dim] = 0
+            modulation.bias[2 * dim : 3 * dim] = 1
 
 
 def build_point_encoder(dim: int):
@@ -315,7 +389,7 @@ def make_batch(step, data):
         i = int(torch.randint(len(data), (1,), generator=g))
         cond, answers, points = data[i]
         task = targets.TASKS[int(torch.randint(len(targets.TASKS), (1,), generator=g))]
-        if float(torch.rand(1, generator=g)) < RECONSTRUCTION:
+        if float(torch.rand(1, generator=g)) < (RECONSTRUCTION if step < RECONSTRUCTION_UNTIL else RECONSTRUCTION_LATER):
             task = "image"
         pts = []
         if task == "point segmentation":
@@ -355,6 +429,40 @@ def train_step(step, transformer, point_encoder, data, embeds, shift, settings):
     return finetune.flow_loss(prediction, noise - z, sigmas, settings.precondition)
 
 
+class HeldOutCheck:
+    """16 held-out scenes' latents and each checked task's mean training answer (200 training scenes)."""
+
+    TASKS = ("depth", "normal", "entity segmentation", "image")
+
+    def __init__(self, pipeline, data):
+        from scripts.miniature_diception.world import HELD_OUT_SEEDS
+
+        held = Encoded(pipeline, HELD_OUT_SEEDS[:16])
+        self.items = [held[i] for i in range(len(held))]
+        self.means = {t: torch.stack([data[i][1][t] for i in range(min(200, len(data)))]).mean(0) for t in self.TASKS}
+
+
+@torch.no_grad()
+def held_out_check(transformer, point_encoder, check: HeldOutCheck, embeds) -> dict:
+    """One-step answers (σ = 1) on held-out scenes: latent squared error as a ratio of the mean training answer's,
+    per task (< 1: the answer depends on the image usefully; 1: as good as answering the mean)."""
+    transformer.eval()
+    g = torch.Generator().manual_seed(123)
+    cond = torch.stack([c for c, _, _ in check.items])
+    slots = [point_slots([], SIZE, SIZE) for _ in check.items]
+    tokens = point_encoder(torch.cat([c for c, _ in slots]), torch.cat([l for _, l in slots]))
+    out = {}
+    for task in check.TASKS:
+        z = torch.stack([answers[task] for _, answers, _ in check.items])
+        noise = torch.randn(z.shape, generator=g)
+        sigma = torch.ones(len(z))
+        text, pooled = embeds[task]
+        v = diception_forward(transformer, noise, cond, text.expand(len(z), -1, -1), pooled.expand(len(z), -1), tokens, sigma * 1000)
+        out[task] = round(float(((noise - v - z) ** 2).mean() / ((check.means[task][None] - z) ** 2).mean()), 3)
+    transformer.train()
+    return out
+
+
 def make_optimiser(transformer, point_encoder):
     """Full fine-tune: every parameter of the transformer and the point encoder trains."""
     params = list(transformer.parameters()) + [p for n, p in point_encoder.named_parameters()]
@@ -376,8 +484,10 @@ def optimise(step, transformer, point_encoder, params, optimiser, data, embeds, 
 
 
 def learning_rate(step: int) -> float:
+    """Warm-up, ``LR`` held until ``HOLD``, then inverse-square-root decay: it does not depend on the run's length, so
+    the weights after N steps are the same whatever ``--steps`` a run was given."""
     warm = min(1.0, (step + 1) / WARMUP)
-    return LR * warm * (0.5 * (1 + math.cos(math.pi * min(step / STEPS, 1.0))) * 0.9 + 0.1)
+    return LR * warm * min(1.0, math.sqrt(HOLD / (step + 1)))
 
 
 def prepare_transformer_training(cache: Path):
@@ -431,30 +541,38 @@ def train_transformer(args):
     torch.manual_seed(0)
     cache = Path(tempfile.mkdtemp(prefix="mini24-prompts."))
     pipeline, transformer, point_encoder, embeds = prepare_transformer_training(cache)
+    save_untrained(transformer)
     shift = float(pipeline.scheduler_config.get("shift", 1.0))
     settings = settings_for_sigmas()
     t0 = time.time()
-    data = Encoded(pipeline, SCENES).encode_all()
-    log(f"dataset: {len(SCENES)} scenes encoded in {time.time() - t0:.0f} s")
     params, optimiser = make_optimiser(transformer, point_encoder)
     state_file = WEIGHTS / "transformer.state.pt"
-    start, history = 0, []
+    start, history, checks = 0, [], {}
     if state_file.is_file():
         state = torch.load(state_file, weights_only=False)
         transformer.load_state_dict(state["transformer"]), point_encoder.load_state_dict(state["points"])
         optimiser.load_state_dict(state["optimiser"])
-        start, history = state["step"], state["history"]
+        start, history, checks = state["step"], state["history"], state.get("checks", {})
         log(f"resumed at step {start}")
     steps = args.steps or STEPS
+    if start > steps:
+        raise SystemExit(f"--steps {steps}: the state file {state_file} is at step {start} already")
+    if start < steps:  # the training scenes' latents, encoded only when there is training left to do
+        data = Encoded(pipeline, SCENES).encode_all()
+        log(f"dataset: {len(SCENES)} scenes encoded in {time.time() - t0:.0f} s")
+        check = HeldOutCheck(pipeline, data)
     transformer.train(), point_encoder.train()
     t1, last_snapshot = time.time(), time.time()
     for step in range(start, steps):
         history.append(optimise(step, transformer, point_encoder, params, optimiser, data, embeds, shift, settings))
         if (step + 1) % 10 == 0:
             log(f"step {step + 1}/{steps} loss {np.mean(history[-10:]):.4f} ({(time.time() - t1) / (step + 1 - start):.2f} s/step)")
+        if (step + 1) % CHECK_EVERY == 0:
+            checks[str(step + 1)] = held_out_check(transformer, point_encoder, check, embeds)
+            log(f"held-out one-step latent error / mean answer's at step {step + 1}: {checks[str(step + 1)]}")
         if (step + 1) % STATE_EVERY == 0 or step + 1 == steps:
             torch.save({"transformer": transformer.state_dict(), "points": point_encoder.state_dict(),
-                        "optimiser": optimiser.state_dict(), "step": step + 1, "history": history}, state_file)
+                        "optimiser": optimiser.state_dict(), "step": step + 1, "history": history, "checks": checks}, state_file)
         if args.snapshot and time.time() - last_snapshot > SNAPSHOT_SECONDS:
             snapshot(transformer.eval(), point_encoder.eval(), args.snapshot)
             transformer.train(), point_encoder.train()
@@ -464,7 +582,16 @@ def train_transformer(args):
     write_checkpoint(transformer, point_encoder, OUT / CHECKPOINT.name)
     if args.snapshot:
         snapshot(transformer, point_encoder, args.snapshot)
-    return history, time.time() - t0
+    return history, checks, time.time() - t0
+
+
+def save_untrained(transformer) -> None:
+    """The transformer at its initialisation into ``base/transformer`` (fp16): the untrained baseline, and what a
+    loader of the base folder finds there."""
+    folder = BASE / "transformer"
+    if folder.exists():
+        shutil.rmtree(folder)
+    copy.deepcopy(transformer).to(torch.float16).save_pretrained(folder)
 
 
 def write_log(**entries):
@@ -492,10 +619,11 @@ def main(argv=None):
                        "scaling_factor": vae.config.scaling_factor, "shift_factor": vae.config.shift_factor})
         log("VAE written to", BASE / "vae")
     else:
-        history, seconds = train_transformer(args)
+        history, checks, seconds = train_transformer(args)
         write_log(transformer={"config": TRANSFORMER_CONFIG, "steps": len(history), "batch": BATCH, "lr": LR,
                                "one_step_fraction": ONE_STEP, "prompt_dropout": DROPOUT, "scenes": len(SCENES),
-                               "first_losses": history[:2], "seconds": round(seconds), "loss_every_10": history[9::10]})
+                               "first_losses": history[:2], "seconds": round(seconds), "loss_every_10": history[9::10],
+                               "held_out_check": checks})
         log("checkpoint written to", CHECKPOINT)
 
 
