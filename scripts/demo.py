@@ -1,12 +1,14 @@
-"""The main job on a tiny built-in example, headless: start the test-engine ComfyUI with the tiny random
-DICEPTION models of tests/fixtures and the miniature SAM of scripts/miniature_sam, queue the example workflows of
-workflows/api through the HTTP API, and save what they produce into demo_output/ (numbered, never overwriting).
+"""The main job on a tiny built-in example, headless: start the test-engine ComfyUI with the built-in models, queue
+the example workflows of workflows/api through the HTTP API, and save what they produce into demo_output/
+(numbered, never overwriting).
 
     python scripts/demo.py [--out demo_output]
 
-The tiny DICEPTION models are random, so their pictures are noise-like: the run shows the pack working end to end.
-The miniature SAM was trained on a synthetic world (docs/miniatures.md), and the PerSAM example pictures are photos
-of that world (scripts/make_example_set.py): PerSAM's masks there are real masks of the subject.
+DICEPTION's depth runs on the miniature DICEPTION (scripts/miniature_diception: a tiny SD3 + DICEPTION trained on a
+synthetic world of spheres, boxes and cylinders) on a held-out scene of that world, so its depth is real; PerSAM
+runs on the miniature SAM (scripts/miniature_sam) on photos of its synthetic world, so its masks are real masks of
+the subject (docs/miniatures.md). Templates that train an adapter, or feed PerSAM's points on the other world's
+photos to DICEPTION, use the tiny random DICEPTION (their pictures show the pack working, not quality).
 With real weights, queue the same workflows on your ComfyUI with scripts/queue_workflow.py.
 """
 
@@ -32,9 +34,21 @@ TINY = {  # real model names in the shared workflows → the tiny test models (S
 }
 
 
+MINIATURE = {  # the miniature DICEPTION (scripts/miniature_diception), at its resolution, answering in one step as taught
+    "DiceptionLoad": {"base_model": "diception_miniature", "checkpoint": "diception_miniature.safetensors", "dtype": "fp32",
+                      "clip_l": "auto", "clip_g": "auto", "t5xxl": "auto"},
+    "DiceptionPerceiveTask": {"resolution": 128, "steps": 1, "guidance": 1.0},
+}
+
+
 def tiny(workflow: dict) -> dict:
+    """The workflow on the built-in models: DICEPTION templates that only perceive the example scene run on the
+    miniature DICEPTION (trained on that scene's world: real depth, normals and masks); those that train an adapter
+    or take PerSAM's points on another world's photos run on the tiny random DICEPTION; PerSAM on the miniature SAM."""
+    kinds = {node["class_type"] for node in workflow.values()}
+    on_miniature = "DiceptionLoad" in kinds and not kinds & {"DiceptionTrainAdapter", "DiceptionLoadExamples", "PersamSegment"}
     for node in workflow.values():
-        node["inputs"].update(TINY.get(node["class_type"], {}))
+        node["inputs"].update((MINIATURE if on_miniature else {}).get(node["class_type"], TINY.get(node["class_type"], {})))
     return workflow
 
 

@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PACK_NAME = "comfyui-diception-persam"
 TINY = ROOT / "tests" / "fixtures"
 MINIATURE_SAM = ROOT / "scripts" / "miniature_sam"  # a trained miniature SAM (it segments the synthetic PerSeg)
+MINIATURE_DICEPTION = ROOT / "scripts" / "miniature_diception" / "weights"  # a trained miniature DICEPTION (its world's scenes)
 CURRENT = ROOT / ".cache" / "comfyui-v0.8.0"  # unpacked by scripts/setup.sh when ../shared has the snapshot
 DIRS_VARIABLE = "COMFYUI_DIRS"
 
@@ -117,8 +118,9 @@ def free_port() -> int:
 
 
 def link_tiny_models(models: Path) -> None:
-    """The tiny random models of tests/fixtures and the miniature SAM of scripts/miniature_sam (with the config
-    beside it that its loader reads), in the layout users have under ComfyUI/models."""
+    """The tiny random models of tests/fixtures, the miniature DICEPTION of scripts/miniature_diception and the
+    miniature SAM of scripts/miniature_sam (with the config beside it that its loader reads), in the layout users have
+    under ComfyUI/models."""
     (models / "diception").mkdir(parents=True, exist_ok=True)
     (models / "sams").mkdir(parents=True, exist_ok=True)
     (models / "checkpoints").mkdir(parents=True, exist_ok=True)
@@ -128,6 +130,8 @@ def link_tiny_models(models: Path) -> None:
         models / "diception" / "tiny_sd3": TINY / "diception/model/tiny_sd3",
         models / "diception" / "diception_tiny.pth": TINY / "diception/model/diception_tiny.pth",
         models / "diception" / "diception_tiny.safetensors": TINY / "diception/model/diception_tiny.safetensors",
+        models / "diception" / "diception_miniature": MINIATURE_DICEPTION / "base",
+        models / "diception" / "diception_miniature.safetensors": MINIATURE_DICEPTION / "diception_miniature.safetensors",
         models / "sams" / "tiny_sam.pth": TINY / "persam/tiny_sam.pth",
         models / "sams" / "tiny_sam_config.json": TINY / "persam/tiny_sam_config.json",
         models / "sams" / "tiny_sam.safetensors": TINY / "persam/tiny_sam.safetensors",

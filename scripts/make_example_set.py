@@ -3,6 +3,9 @@
 - DICEPTION 5's built-in example set "highlight the red objects" (workflows/images/diception_examples/red_objects):
   12 small scenes of coloured discs and boxes on textured grounds (images/NN.png) and, as the answer, the red
   shapes in white on black (targets/NN.png).
+- The DICEPTION templates' photo (workflows/images/example_scene.png): a held-out scene of the miniature DICEPTION's
+  world (``scripts/miniature_diception/world.py``) at the miniature's 128 × 128, and the point (on its largest
+  object) and class that DICEPTION 3 and 4 ask for (``diception_point``, ``diception_category``).
 - The PerSAM templates' pictures (workflows/images/example_*.png except example_scene.png): photos of one subject
   of the synthetic PerSeg (``scripts/miniature_sam/world.py``, ``perseg(0)``), the world the miniature SAM was
   trained and measured on, at its native 128 × 128, with exact masks. A mask is stored as ComfyUI's mask editor
@@ -105,7 +108,39 @@ def persam_pictures() -> None:
         print((IMAGES / name).relative_to(ROOT))
 
 
+DICEPTION_SCENE_SEED = 1_000_002  # a held-out scene (world.HELD_OUT_SEEDS): four objects, all three classes
+
+
+@lru_cache(maxsize=1)
+def diception_scene():
+    from scripts.miniature_diception.world import scene
+
+    return scene(DICEPTION_SCENE_SEED, 128)
+
+
+def diception_largest():
+    return max(diception_scene().objects, key=lambda o: o["area"])
+
+
+def diception_point() -> tuple:
+    """A pixel (x, y) inside the example scene's largest object, away from its edge."""
+    from scripts.miniature_diception.targets import point_in
+
+    x, y = point_in(diception_scene(), diception_largest()["id"], np.random.default_rng(0))
+    return int(x), int(y)
+
+
+def diception_category() -> str:
+    """The COCO class of the example scene's largest object (DICEPTION 4's semantic segmentation)."""
+    return diception_largest()["category"]
+
+
+def diception_example() -> None:
+    Image.fromarray(diception_scene().rgb).save(IMAGES / "example_scene.png")
+
+
 def main() -> int:
+    diception_example()
     red_objects()
     persam_pictures()
     return 0

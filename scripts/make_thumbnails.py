@@ -1,11 +1,14 @@
 """Pictures for the template browser: each API workflow of ``workflows/api`` runs on the built-in example (the
-test-engine ComfyUI with the tiny random DICEPTION models and the miniature SAM, as scripts/demo.py does), and
+test-engine ComfyUI with the built-in models, as scripts/demo.py maps them), and
 ``workflows/<title>.jpg`` shows the graph's input photo(s) above the images it produced. Current ComfyUI serves a
 pack's template pictures as ``/api/workflow_templates/<pack>/<template>.jpg``, the same name as the template's ``.json``.
 
     python scripts/make_thumbnails.py        (after scripts/make_example_set.py and scripts/make_workflows.py)
 
-The tiny DICEPTION models are random, so DICEPTION's answers look like noise; the pictures are still real outputs.
+DICEPTION's perception templates run on the miniature DICEPTION (scripts/miniature_diception) and a held-out scene of
+its world (workflows/images/example_scene.png), in one step as it was taught: real depth, normals and masks. DICEPTION
+5 (it trains an adapter) and PerSAM 2 (PerSAM's points on the other world's photos) run on the tiny random DICEPTION,
+whose answers look like noise.
 PerSAM runs on the miniature SAM (scripts/miniature_sam, trained on a synthetic world) with the templates' own
 settings, on photos of that world (scripts/make_example_set.py): its masks are real masks of the subject. On the
 input photos, what PerSAM Reference is given is drawn: a painted subject mask outlined in yellow, a reference's box

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from models.weights_download import KNOWN_FILES, model_list_entry  # noqa: E402
-from scripts.make_example_set import second_reference_box  # noqa: E402
+from scripts.make_example_set import diception_category, diception_point, second_reference_box  # noqa: E402
 from scripts.local_comfyui import LocalComfyUI  # noqa: E402
 
 # SD3-medium as ComfyUI's single file with its separate text encoders (what ComfyUI's own SD3 templates use): files
@@ -62,7 +62,7 @@ WORKFLOWS = {
     },
     "diception_point_segmentation": {
         "1": load("example_scene.png"), "2": DICE,
-        "3": perceive(["1", 0], "point segmentation", steps=28, guidance=2.0, points='[{"x": 30, "y": 40}]'),
+        "3": perceive(["1", 0], "point segmentation", steps=28, guidance=2.0, points=json.dumps([dict(zip("xy", diception_point()))])),
         "4": masks(["3", 0], "threshold (point / semantic)"),
         "5": {"class_type": "MaskToImage", "inputs": {"mask": ["4", 0]}}, "6": save(["5", 0], "diception_point_mask"),
     },
@@ -70,7 +70,7 @@ WORKFLOWS = {
         "1": load("example_scene.png"), "2": DICE, "3": perceive(["1", 0], "entity segmentation", steps=28, guidance=2.0),
         "4": masks(["3", 0], "instances (entity / semantic colours)"),
         "5": {"class_type": "MaskToImage", "inputs": {"mask": ["4", 0]}}, "6": save(["5", 0], "diception_entity_masks"),
-        "7": perceive(["1", 0], "semantic segmentation", steps=28, guidance=2.0, category="dog"),
+        "7": perceive(["1", 0], "semantic segmentation", steps=28, guidance=2.0, category=diception_category()),
         "8": masks(["7", 0], "threshold (point / semantic)"),
         "9": {"class_type": "MaskToImage", "inputs": {"mask": ["8", 0]}}, "10": save(["9", 0], "diception_semantic_dog"),
     },
@@ -129,7 +129,7 @@ TITLES = {
     "diception_depth": "DICEPTION 1 Depth in one step (ControlNet depth image, colour preview, 16 bit PNG and npy)",
     "diception_normals": "DICEPTION 2 Surface normals in one step (unit normals as colours, OpenGL convention)",
     "diception_point_segmentation": "DICEPTION 3 Point segmentation (click points on the image, get the mask)",
-    "diception_entity_semantic_masks": "DICEPTION 4 Entity and semantic masks (one mask per instance, all dogs)",
+    "diception_entity_semantic_masks": "DICEPTION 4 Entity and semantic masks (one mask per instance, all objects of a class)",
     "diception_new_task": "DICEPTION 5 Teach a new task from examples (train an adapter on image and answer pairs, save it, run it)",
     "persam_segment": "PerSAM 1 One shot segmentation (reference image and mask, masks of new photos)",
     "persam_to_diception": "PerSAM 2 PerSAM points drive DICEPTION (personalised point segmentation)",
