@@ -14,6 +14,17 @@ from current_frontend import PACK, SKIPS, open_pack_templates, shipped_workflows
 pytestmark = SKIPS
 
 
+
+# true once the canvas's zoom and offset have stayed the same for 5 polls (0.5 s at polling=100): the template has
+# been fitted and template_view.js has raised the view, whenever each of them ran
+VIEW_SETTLED = """() => {
+    const ds = app.canvas.ds, view = ds.scale + "," + ds.offset[0] + "," + ds.offset[1];
+    const seen = window.__viewSettled && window.__viewSettled.view === view ? window.__viewSettled : { view, polls: 0 };
+    seen.polls += 1;
+    window.__viewSettled = seen;
+    return seen.polls > 5;
+}"""
+
 def pack_display_names(comfy):
     info = comfy.get_json("/object_info")
     return {name: node["display_name"] for name, node in info.items() if PACK in node.get("python_module", "")}
@@ -87,7 +98,8 @@ def test_every_template_opens_with_its_widget_values_readable_and_with_no_overla
         template_card(dialog, name).click()
         dialog.wait_for(state="hidden", timeout=20000)
         page.wait_for_function("(n) => app.graph.nodes.length === n", arg=len(workflow["nodes"]), timeout=20000)
-        page.wait_for_timeout(1000)
+        editor.js("() => { window.__viewSettled = null; }")
+        page.wait_for_function(VIEW_SETTLED, polling=100, timeout=20000)  # the frontend's fit, then template_view.js
         graph = editor.js("() => JSON.parse(JSON.stringify(app.graph.serialize()))")
         want = {node["id"]: (node["type"], node.get("widgets_values") or [], node.get("title")) for node in workflow["nodes"]}
         got = {node["id"]: (node["type"], node.get("widgets_values") or [], node.get("title")) for node in graph["nodes"]}
