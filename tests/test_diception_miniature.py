@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from scripts.miniature_diception import measure, train, world
+from scripts.miniature_diception import measure, train, vae, world
 
 LOG = json.loads(train.LOG.read_text())
 STEP_TOLERANCE = 1e-4  # relative; other CPUs' fp32 kernels differ ~1e-6, a changed recipe or world moves them far more
@@ -50,9 +50,9 @@ def test_world_is_deterministic_with_exact_ground_truth():
 def test_training_first_steps_reproduce(one_thread):
     """The committed log's first two losses of each stage (at the random initialisation, and after one update),
     re-computed with the script's own functions: a changed world, recipe, architecture, engine or seed moves them."""
-    vae = train.build_vae()
-    optimiser = train.vae_optimiser(vae)
-    got = [train.vae_step(step, vae, optimiser) for step in range(2)]
+    autoencoder = vae.build_vae()
+    optimiser = vae.vae_optimiser(autoencoder)
+    got = [vae.vae_step(step, autoencoder, optimiser) for step in range(2)]
     assert got == pytest.approx(LOG["vae"]["first_losses"], rel=STEP_TOLERANCE)
 
     with tempfile.TemporaryDirectory() as cache:

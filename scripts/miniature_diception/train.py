@@ -55,6 +55,8 @@ from models.diception.checkpoint import flatten  # noqa: E402
 from models.diception.pipeline import point_slots  # noqa: E402
 from models.diception.transformer import diception_forward  # noqa: E402
 from scripts.miniature_diception import targets  # noqa: E402
+from scripts.miniature_diception.initialisation import clip_text_encoders, positional_routing  # noqa: E402
+from scripts.miniature_diception.vae import VAE_BATCH, VAE_CONFIG, VAE_CROP, VAE_STEPS, build_vae, full_images, vae_optimiser, vae_step  # noqa: E402
 from scripts.miniature_diception.world import CLASSES, scene  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -63,16 +65,10 @@ BASE = WEIGHTS / "base"
 CHECKPOINT = WEIGHTS / "diception_miniature.safetensors"
 LOG = WEIGHTS / "train.log.json"
 SIZE = 128
-VAE_CONFIG = dict(
-    in_channels=3, out_channels=3, latent_channels=16, block_out_channels=[16, 32, 64, 64], layers_per_block=1,
-    norm_num_groups=8, down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4,
-    use_quant_conv=False, use_post_quant_conv=False, sample_size=SIZE,
-)
 TRANSFORMER_CONFIG = dict(  # sample_size 128 as SD3-medium's: positions 2 apart in its sin-cos table (positional_routing)
     sample_size=128, patch_size=2, in_channels=16, num_layers=4, attention_head_dim=32, num_attention_heads=4,
     joint_attention_dim=64, caption_projection_dim=128, pooled_projection_dim=40, out_channels=16, pos_embed_max_size=32,
 )
-VAE_STEPS, VAE_BATCH, VAE_CROP, VAE_LR, VAE_KL = 1600, 8, 64, 1e-3, 1e-6
 SCENES = range(0, 800)  # the transformer's training scenes (world.TRAIN_SEEDS)
 STEPS, BATCH, LR, WARMUP, HOLD = 6000, 16, 1e-3, 100, 2000
 ONE_STEP, DROPOUT = 0.6, 0.1
@@ -89,62 +85,7 @@ def log(*args):
     print(time.strftime("%H:%M:%S"), *args, flush=True)
 
 
-# --- the VAE ------------------------------------------------------------------------------------------------
-
-def vae_image(seed: int, kind: int) -> np.ndarray:
-    """A training image of the VAE: the scene (kind 0, 1) or one of its answers (2: depth, 3: normal, 4: entity, 5: a mask)."""
-    s = scene(seed, SIZE)
-    if kind <= 1:
-        return s.rgb.astype(np.float32) / 255
-    if kind == 2:
-        return targets.depth_image(s.depth)
-    if kind == 3:
-        return targets.normal_image(s.normals)
-    if kind == 4:
-        return targets.entity_image(s)
-    return targets.mask_image(s.instance == (1 + seed % max(1, len(s.objects))))
-
-
-def vae_batch(step: int):
-    g = np.random.default_rng(1_000_003 * 7 + step)
-    out = []
-    for i in range(VAE_BATCH):
-        image = vae_image(int(g.integers(0, 500_000)), int(g.integers(0, 6)))
-        y, x = (int(v) * 8 for v in g.integers(0, (SIZE - VAE_CROP) // 8 + 1, 2))
-        out.append(image[y : y + VAE_CROP, x : x + VAE_CROP])
-    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2) * 2 - 1
-
-
-def build_vae():
-    from diffusers import AutoencoderKL
-
-    torch.manual_seed(0)
-    return AutoencoderKL(**VAE_CONFIG, scaling_factor=1.0, shift_factor=0.0)
-
-
-def vae_loss(vae, pixels, generator):
-    posterior = vae.encode(pixels).latent_dist
-    z = posterior.sample(generator)
-    recon = vae.decode(z).sample
-    rec = (recon - pixels).abs().mean() + ((recon - pixels) ** 2).mean()
-    return rec + VAE_KL * posterior.kl().mean(), rec
-
-
-def vae_step(step: int, vae, optimiser) -> float:
-    """One VAE training step → its reconstruction loss (before the update), rounded as the log keeps it."""
-    for group in optimiser.param_groups:
-        group["lr"] = VAE_LR * min(1.0, (step + 1) / 50) * (0.1 if step >= 0.8 * VAE_STEPS else 1.0)
-    loss, rec = vae_loss(vae, vae_batch(step), torch.Generator().manual_seed(step))
-    optimiser.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-    optimiser.step()
-    return round(rec.item(), 6)
-
-
-def vae_optimiser(vae):
-    return torch.optim.AdamW(vae.parameters(), lr=VAE_LR, weight_decay=0.0)
-
+# --- the VAE (scripts/miniature_diception/vae.py) -------------------------------------------------------------
 
 def train_vae(args):
     vae = build_vae()
@@ -172,17 +113,12 @@ def train_vae(args):
     return vae, history, time.time() - t0
 
 
-def full_images(seeds, kind):
-    return torch.from_numpy(np.stack([vae_image(s, kind) for s in seeds])).permute(0, 3, 1, 2) * 2 - 1
-
-
 # --- the base folder (SD3 diffusers layout) ---------------------------------------------------------------
 
 def build_base(vae, folder: Path) -> Path:
-    """An SD3 diffusers folder: the fixture's tiny text encoders and tokenizers (tests/tiny_models.py), SD3's
-    scheduler, the trained VAE and the transformer at its random initialisation (fp16)."""
-    from diffusers import SD3Transformer2DModel
-
+    """An SD3 diffusers folder: the fixture's tiny T5 and its tokenizer (tests/tiny_models.py), the miniature's own CLIP
+    tokenizers and encoders (``clip_text_encoders``), SD3's scheduler, the trained VAE and the transformer at its
+    initialisation (fp16)."""
     from tests.tiny_models import build_sd3_folder
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -198,42 +134,6 @@ def build_base(vae, folder: Path) -> Path:
     return folder
 
 
-def clip_text_encoders(folder: Path) -> None:
-    """The miniature's two CLIP tokenizers and text encoders (random, as the fixture's: only the transformer is trained).
-
-    The fixture's tiny tokenizers (tests/tiny_models.py) give a character and its end-of-word form the same id for a
-    third of the characters; saved, each id keeps one of the two, and the other becomes ``<|endoftext|>``. CLIP's
-    pooled output is read at the first ``<|endoftext|>`` (and the fixture's configs name SD3's id 49407, which
-    no id of these vocabularies reaches), so every DICEPTION prompt ("[[image2…") had the same pooled embedding. The
-    pooled embedding is what conditions SD3's adaLN on the prompt, so the transformer could tell its tasks apart
-    only through attention over 333 mostly equal text tokens. Here every printable character and its end-of-word form
-    has its own id, ``<|endoftext|>`` is the last id, and the encoders' configs name it: each prompt gets its own
-    pooled embedding."""
-    from transformers import CLIPTextConfig, CLIPTextModelWithProjection, CLIPTokenizer
-
-    chars = [chr(i) for i in range(33, 127)]
-    vocab = {c: i for i, c in enumerate(chars)}
-    vocab.update({c + "</w>": len(chars) + i for i, c in enumerate(chars)})
-    vocab.update({"<|startoftext|>": len(vocab), "<|endoftext|>": len(vocab) + 1})
-    for number, (tokenizer, encoder, pad, hidden) in enumerate(
-            (("tokenizer", "text_encoder", "<|endoftext|>", 16), ("tokenizer_2", "text_encoder_2", "!", 24))):
-        for part in (tokenizer, encoder):
-            if (folder / part).exists():
-                shutil.rmtree(folder / part)
-        (folder / tokenizer).mkdir(parents=True)
-        (folder / tokenizer / "vocab.json").write_text(json.dumps(vocab))
-        (folder / tokenizer / "merges.txt").write_text("#version: 0.2\n")
-        tok = CLIPTokenizer(str(folder / tokenizer / "vocab.json"), str(folder / tokenizer / "merges.txt"), pad_token=pad)
-        tok.model_max_length = 77
-        tok.save_pretrained(folder / tokenizer)
-        torch.manual_seed(100 + number)
-        config = CLIPTextConfig(vocab_size=len(vocab), hidden_size=hidden, intermediate_size=32, num_hidden_layers=2,
-                                num_attention_heads=2, projection_dim=hidden, max_position_embeddings=77,
-                                bos_token_id=vocab["<|startoftext|>"], eos_token_id=vocab["<|endoftext|>"],
-                                pad_token_id=vocab[pad])
-        CLIPTextModelWithProjection(config).save_pretrained(folder / encoder)
-
-
 def build_transformer():
     """SD3's transformer at the miniature's initialisation: diffusers' own (seed 0), then ``positional_routing``."""
     from diffusers import SD3Transformer2DModel
@@ -242,52 +142,6 @@ def build_transformer():
     transformer = SD3Transformer2DModel(**TRANSFORMER_CONFIG)
     positional_routing(transformer, ROUTING_HEADS, ROUTING_GAIN)
     return transformer
-
-
-def positional_routing(transformer, heads: int, gain: float) -> None:
-    """Start ``heads`` attention heads of every block attending by position, so that a noisy latent token sees its
-    condition-image twin (same position, same sin-cos embedding) from the first step.
-
-    From diffusers' random initialisation the transformer never learnt to read the condition image here (three runs:
-    docs/miniatures.md): each token's attention is spread over ~470 keys, its twin's share is 1/470, and the
-    gradient that would route it is as small. A trained SD3 routes by position; this gives the miniature that start:
-
-    - the patch embedding's content is projected out of the positional subspace (the span of the grid's centred
-      sin-cos vectors, and the all-ones direction that LayerNorm removes), so that position and content are
-      separable after the block's LayerNorm;
-    - those heads' queries and keys are the whitened positional coordinates (scaled by ``gain``) minus their mean:
-      their logit is largest for the same position (self and twin), lower for the same row or column, lowest
-      elsewhere; text and point keys start near 0;
-    - the attention's adaLN shift and scale start at 0 and its gate at 1 (the attention output is used from step 1).
-
-    Measured at step 0 (block 0, 128² images): each routing head gives the twin about a third of its attention; on
-    diffusers' init the twin gets ~0.002."""
-    with torch.no_grad():
-        size = SIZE // 8
-        grid = transformer.pos_embed.cropped_pos_embed(size, size)[0].float()
-        dim, head_dim = grid.shape[1], transformer.config.attention_head_dim
-        _, singular, basis = torch.linalg.svd(grid - grid.mean(0), full_matrices=False)
-        rank = int((singular > 0.02 * singular[0]).sum())
-        basis, singular = basis[:rank], singular[:rank]
-        span, _ = torch.linalg.qr(torch.cat([basis, torch.ones(1, dim) / math.sqrt(dim)]).T)
-        outside = torch.eye(dim) - span @ span.T
-        embed = transformer.pos_embed.proj
-        embed.weight.copy_(torch.einsum("de,ecij->dcij", outside, embed.weight))
-        embed.bias.copy_(outside @ embed.bias)
-        whiten = basis / singular[:, None] * math.sqrt(len(grid) * gain)
-        probe = torch.randn(8, transformer.config.in_channels, size, size, generator=torch.Generator().manual_seed(5))
-        normed = torch.nn.functional.layer_norm(transformer.pos_embed(probe), (dim,), eps=1e-6)
-        for block in transformer.transformer_blocks:
-            for linear in (block.attn.to_q, block.attn.to_k):
-                for h in range(heads):
-                    part = slice(h * head_dim, (h + 1) * head_dim)
-                    linear.weight[part] = 0
-                    linear.weight[h * head_dim : h * head_dim + rank] = whiten
-                    linear.bias[part] = -(normed @ linear.weight[part].T).mean((0, 1))
-            modulation = block.norm1.linear  # rows: shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp
-            modulation.weight[: 3 * dim] = 0
-            modulation.bias[: 2 * dim] = 0
-            modulation.bias[2 * dim : 3 * dim] = 1
 
 
 def build_point_encoder(dim: int):
