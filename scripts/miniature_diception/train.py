@@ -70,7 +70,7 @@ TRANSFORMER_CONFIG = dict(  # sample_size 128 as SD3-medium's: positions 2 apart
     joint_attention_dim=64, caption_projection_dim=128, pooled_projection_dim=40, out_channels=16, pos_embed_max_size=32,
 )
 SCENES = range(0, 800)  # the transformer's training scenes (world.TRAIN_SEEDS)
-STEPS, BATCH, LR, WARMUP, HOLD = 6000, 16, 1e-3, 100, 2000
+STEPS, BATCH, LR, WARMUP, HOLD, COOLDOWN = 9250, 16, 1e-3, 100, 2000, 1500
 ONE_STEP, DROPOUT = 0.6, 0.1
 ROUTING_HEADS, ROUTING_GAIN = 2, 3.0  # positional_routing: heads per block that start attending by position, and how sharply
 RECONSTRUCTION = 0.3  # share of examples of the auxiliary task "[[image2image]]" (answer = the image itself) ...
@@ -338,10 +338,15 @@ def optimise(step, transformer, point_encoder, params, optimiser, data, embeds, 
 
 
 def learning_rate(step: int) -> float:
-    """Warm-up, ``LR`` held until ``HOLD``, then inverse-square-root decay: it does not depend on the run's length, so
-    the weights after N steps are the same whatever ``--steps`` a run was given."""
+    """Warm-up, ``LR`` held until ``HOLD``, inverse-square-root decay, and over the last ``COOLDOWN`` steps of the
+    ``STEPS`` run a linear cool-down to 0 (warmup-stable-decay: the cool-down is where such a run gains most). It
+    depends on no ``--steps``: the weights after N steps are the same whatever ``--steps`` a run was given."""
     warm = min(1.0, (step + 1) / WARMUP)
-    return LR * warm * min(1.0, math.sqrt(HOLD / (step + 1)))
+    rate = LR * warm * min(1.0, math.sqrt(HOLD / (step + 1)))
+    cool_from = STEPS - COOLDOWN
+    if step >= cool_from:
+        rate = LR * math.sqrt(HOLD / cool_from) * (STEPS - step) / COOLDOWN
+    return rate
 
 
 def prepare_transformer_training(cache: Path):
@@ -409,6 +414,8 @@ def train_transformer(args):
         start, history, checks = state["step"], state["history"], state.get("checks", {})
         log(f"resumed at step {start}")
     steps = args.steps or STEPS
+    if steps > STEPS:
+        raise SystemExit(f"--steps {steps}: the schedule cools down to 0 at step {STEPS}; change STEPS for a longer run")
     if start > steps:
         raise SystemExit(f"--steps {steps}: the state file {state_file} is at step {start} already")
     if start < steps:  # the training scenes' latents, encoded only when there is training left to do
