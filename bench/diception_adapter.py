@@ -1,7 +1,7 @@
 """Few-shot adapter training: how big the adapter is, and what one training step costs.
 
-1. Trainable fraction at the SD3-medium config (meta device, no weights): default rank-32 adapter on the 8
-   attention projections of every joint block, against the transformer's parameters.
+1. Trainable fraction at the SD3-medium config (meta device, no weights): the default adapter (rank 8 on the
+   8 attention projections and the 4 feed-forward layers of every joint block), against the transformer's parameters.
 2. Tiny model (tests/fixtures), CPU fp32: seconds per step, the bytes autograd keeps for the backward pass of one
    step (saved-tensor hooks: what checkpointing trades for recomputation) and the child process's peak RSS, with and
    without per-block gradient checkpointing, each variant in its own child process; ratios against the run without
@@ -26,13 +26,13 @@ sys.path.insert(0, str(ROOT))
 
 from diffusers import SD3Transformer2DModel  # noqa: E402
 
-from models.diception.adapter import DEFAULT_TARGETS, lora_parameter_count  # noqa: E402
+from models.diception.adapter import DEFAULT_RANK, DEFAULT_TARGETS, lora_parameter_count  # noqa: E402
 from models.diception.single_file import SD3_MEDIUM_CONFIGS  # noqa: E402
 
 DICE = ROOT / "tests" / "fixtures" / "diception" / "model"
 
 
-def trainable_fraction(rank: int = 32) -> dict:
+def trainable_fraction(rank: int = DEFAULT_RANK) -> dict:
     config = SD3Transformer2DModel.load_config(SD3_MEDIUM_CONFIGS / "transformer")
     with torch.device("meta"):
         transformer = SD3Transformer2DModel.from_config(config)
@@ -50,7 +50,7 @@ def tiny_step_cost(checkpointing: bool, steps: int, resolution: int, batch: int)
     pipe = load_pipeline(DICE / "tiny_sd3", DICE / "diception_tiny.safetensors", torch.float32, ROOT / ".cache" / "bench_prompt_cache")
     g = torch.Generator().manual_seed(0)
     images = torch.rand(8, resolution, resolution, 3, generator=g)
-    settings = TrainingSettings(steps=1, rank=32, batch_size=batch, resolution=resolution, checkpointing=checkpointing)
+    settings = TrainingSettings(steps=1, batch_size=batch, resolution=resolution, checkpointing=checkpointing)
     train_adapter(pipe, images, 1 - images, "invert", "[[image2invert]]", settings)  # warm-up (prompt, kernels)
     saved = []
     with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.nbytes) or t, lambda t: t):

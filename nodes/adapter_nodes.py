@@ -11,7 +11,7 @@ from PIL import Image
 
 import folder_paths
 
-from ..models.diception.adapter import DEFAULT_RANK, MAX_RANK, MAX_STEPS, PRESET_SHARE_SD3_MEDIUM, TARGET_PRESETS
+from ..models.diception.adapter import DEFAULT_PRESET, DEFAULT_RANK, MAX_RANK, MAX_STEPS, PRESET_SHARE_SD3_MEDIUM, TARGET_PRESETS
 from ..models.diception.adapter_examples import image_files, read_image
 from ..models.diception.adapter_file import check_file_name, load_adapter, save_adapter
 from ..models.output_paths import check_name, contained
@@ -86,9 +86,9 @@ def loss_curve(losses) -> torch.Tensor:
 
 class TrainDiceptionAdapter:
     DESCRIPTION = (
-        "Teaches DICEPTION a new task from example pairs (the paper: about 50) with a low-rank adapter (rank 32 = 0.93 % "
-        "of SD3-medium). Returns a model that answers the new task (Perceive Task: type its name into task_name) and "
-        "every built-in task exactly as before; the loaded model itself is not changed. Targets of another size than "
+        "Teaches DICEPTION a new task from example pairs (the paper: about 50) with a low-rank adapter (by default rank "
+        "8 on the attention projections and the feed-forward layers = 0.52 % of SD3-medium). Returns a model that "
+        "answers the new task (Perceive Task: type its name into task_name) and every built-in task exactly as before; the loaded model itself is not changed. Targets of another size than "
         "their image are resized when the aspect ratio is the same, refused otherwise."
     )
     CATEGORY = "DICEPTION/adapters"
@@ -105,8 +105,8 @@ class TrainDiceptionAdapter:
                 "task_name": ("STRING", {"default": "highlight", "tooltip": "the new task's name, chosen in Perceive Task's task_name"}),
                 "prompt": ("STRING", {"default": "[[image2highlight]]", "tooltip": "the new task's prompt (free text), encoded once through the prompt cache"}),
                 "steps": ("INT", {"default": 300, "min": 1, "max": MAX_STEPS, "tooltip": "training steps (one batch each)"}),
-                "learning_rate": ("FLOAT", {"default": 1e-4, "min": 1e-7, "max": 1.0, "step": 1e-5, "tooltip": "AdamW learning rate"}),
-                "rank": ("INT", {"default": DEFAULT_RANK, "min": 1, "max": MAX_RANK, "tooltip": "adapter rank: 32 = 0.93 % of SD3-medium's transformer"}),
+                "learning_rate": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 1e-5, "tooltip": "AdamW learning rate; 0 = chosen for the model's width: 1e-4 on SD3-medium (diffusers' SD3 LoRA rate), 1.2e-3 on the miniature (the rate used is printed when training starts)"}),
+                "rank": ("INT", {"default": DEFAULT_RANK, "min": 1, "max": MAX_RANK, "tooltip": f"adapter rank: {DEFAULT_RANK} with the default target = {PRESET_SHARE_SD3_MEDIUM[DEFAULT_PRESET]} of SD3-medium's transformer"}),
                 "batch_size": ("INT", {"default": 1, "min": 1, "max": 64, "tooltip": "example pairs per step"}),
                 "resolution": ("INT", {"default": 768, "min": 16, "max": 2048, "step": 16, "tooltip": "examples are resized to resolution x resolution (DICEPTION works at 768)"}),
                 "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "tooltip": "same seed and device: the same adapter"}),
@@ -116,8 +116,8 @@ class TrainDiceptionAdapter:
                 "images": ("IMAGE", {"tooltip": "example images (a batch), with targets"}),
                 "targets": ("IMAGE", {"tooltip": "the target answers, one per image, in the same order"}),
                 "gradient_checkpointing": ("BOOLEAN", {"default": True, "tooltip": "recompute each block in the backward pass: much less memory, about a third slower"}),
-                "target": (list(TARGET_PRESETS), {"default": "attention", "tooltip": "which layers the adapter trains: "
-                           + "; ".join(f"{k}: {v} of SD3-medium at rank 32" for k, v in PRESET_SHARE_SD3_MEDIUM.items())
+                "target": (list(TARGET_PRESETS), {"default": DEFAULT_PRESET, "tooltip": "which layers the adapter trains: "
+                           + "; ".join(f"{k}: {v} of SD3-medium at rank {DEFAULT_RANK}" for k, v in PRESET_SHARE_SD3_MEDIUM.items())
                            + " (the share for this model and rank is printed when training starts)"}),
                 "resume_from": ([NO_RESUME] + adapter_files(), {"default": NO_RESUME, "tooltip": "continue training a saved adapter (or a checkpoint of an interrupted run); rank and target must be its own"}),
                 "checkpoint_every": ("INT", {"default": 500, "min": 0, "max": MAX_STEPS, "tooltip": "save the adapter so far every N steps to output/loras/diception/TASK_checkpoint_…, crash-safe (0: never); an interrupt or crash loses at most N steps: continue with resume_from"}),
@@ -126,7 +126,7 @@ class TrainDiceptionAdapter:
         }
 
     def train(self, model, task_name, prompt, steps, learning_rate, rank, batch_size, resolution, seed,
-              examples=None, images=None, targets=None, gradient_checkpointing=True, target="attention",
+              examples=None, images=None, targets=None, gradient_checkpointing=True, target=DEFAULT_PRESET,
               resume_from=NO_RESUME, checkpoint_every=500, unique_id=None):
         if examples is not None:
             pairs_images, pairs_targets = [p[1] for p in examples], [p[2] for p in examples]
@@ -136,7 +136,7 @@ class TrainDiceptionAdapter:
             pairs_images, pairs_targets = list(images), list(targets)
         else:
             raise ValueError("examples: no examples; connect Load DICEPTION Examples, or images and targets")
-        from ..models.diception.finetune import TrainingSettings, train_adapter  # diffusers: loaded on first use
+        from ..models.diception.finetune import TrainingSettings, auto_learning_rate, train_adapter  # diffusers: loaded on first use
 
         if target not in TARGET_PRESETS:
             raise ValueError(f"target: expected one of {list(TARGET_PRESETS)}, got {target!r}")
@@ -147,7 +147,9 @@ class TrainDiceptionAdapter:
         if resume_from != NO_RESUME:
             resume = load_adapter(find_adapter(resume_from), model.pipeline.base_transformer, task_name)
         share = trainable_share(model.pipeline.base_transformer, rank, TARGET_PRESETS[target])
-        report = LossReport(steps, unique_id, f"{target}, rank {rank}: {share:.2%} of the transformer's parameters")
+        rate = learning_rate or auto_learning_rate(model.pipeline.base_transformer)
+        report = LossReport(steps, unique_id, f"{target}, rank {rank}: {share:.2%} of the transformer's parameters; "
+                            f"learning rate {rate:.2g}{'' if learning_rate else ' (for its width)'}")
         saver = CheckpointSaver(task_name)
         host = model.pipeline.host  # ComfyUI's progress bar and interrupt
 

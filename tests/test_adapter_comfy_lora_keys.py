@@ -16,7 +16,7 @@ from diffusers import SD3Transformer2DModel
 from safetensors.torch import load_file, save_file
 from tiny_models import transformer_to_single_file
 
-from models.diception.adapter import DEFAULT_TARGETS, TaskAdapter, adapter_weights, attach, checkpoint_identity
+from models.diception.adapter import TARGET_PRESETS, TaskAdapter, adapter_weights, attach, checkpoint_identity
 from models.diception.adapter_file import save_adapter
 
 COMFYUI = Path(__file__).resolve().parent.parent / ".cache" / "comfyui-v0.8.0"
@@ -61,18 +61,20 @@ def test_comfyui_maps_every_adapter_key_onto_sd3(tmp_path):
     save_file(single, str(tmp_path / "sd3_check.safetensors"))
     identity = checkpoint_identity(transformer)
     adapted = copy.deepcopy(transformer)
-    attach(adapted, "task0", 4, seed=1)
+    every = tuple(dict.fromkeys(t for targets in TARGET_PRESETS.values() for t in targets))  # every layer a preset trains
+    attach(adapted, "task0", 4, every, seed=1)
     g = torch.Generator().manual_seed(2)  # non-zero B, different per row: a misplaced slice cannot match
     weights = {k: torch.randn(v.shape, generator=g) * 0.1 for k, v in adapter_weights(adapted, "task0").items()}
-    path = save_adapter(TaskAdapter("invert", "[[image2invert]]", 4, 4.0, DEFAULT_TARGETS, weights, identity), tmp_path, "invert")
+    path = save_adapter(TaskAdapter("invert", "[[image2invert]]", 4, 4.0, every, weights, identity), tmp_path, "invert")
     patched_file = tmp_path / "comfy_patched.safetensors"
     run = subprocess.run([sys.executable, "-c", CHECK, str(COMFYUI), str(tmp_path / "sd3_check.safetensors"), str(path), str(patched_file)],
                          cwd=COMFYUI, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads(run.stdout.strip().splitlines()[-1])
     print(report)
-    # 2 blocks × 8 projections − the last block's to_add_out = 15 layers, each an A and a B tensor, all mapped
-    assert report == {"model": "SD3", "lora_tensors": 30, "patched_weights": 15, "not_loaded": []}
+    # attention: 2 blocks × 8 projections − the last block's to_add_out = 15 layers; adaLN: 2 × 2; MLP: 2 × 2 image
+    # stream + 2 text stream (the last block has none) = 6; 25 layers, each an A and a B tensor, all mapped
+    assert report == {"model": "SD3", "lora_tensors": 50, "patched_weights": 25, "not_loaded": []}
 
     # diffusers' own merge of the same file: load it as a LoRA adapter, fuse it into the weights
     from diffusers import StableDiffusion3Pipeline
@@ -87,7 +89,8 @@ def test_comfyui_maps_every_adapter_key_onto_sd3(tmp_path):
     original = transformer_to_single_file(transformer.state_dict(), 2)
     comfy = load_file(str(patched_file))
     changed = [k for k in expected if not torch.equal(expected[k], original[k])]
-    # in the single file q, k, v are one fused qkv: per block x qkv, x proj, context qkv, context proj (last: no proj)
-    assert len(changed) == 7, changed
+    # in the single file q, k, v are one fused qkv: per block x qkv, x proj, context qkv, context proj (last: no proj),
+    # x and context adaLN_modulation, x mlp fc1 and fc2, context mlp fc1 and fc2 (last: none)
+    assert len(changed) == 7 + 4 + 6, changed
     for key in changed:
         assert torch.allclose(comfy[key].float(), expected[key].float(), atol=1e-5, rtol=0), (key, (comfy[key] - expected[key]).abs().max(), (comfy[key] - original[key]).abs().max(), (expected[key] - original[key]).abs().max())

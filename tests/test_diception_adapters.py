@@ -1,5 +1,5 @@
 """DICEPTION task adapters without ComfyUI (on the tiny random fixture model: learning is shown on the trained
-miniature, tests/test_diception_few_shot.py): determinism, built-in tasks untouched,
+miniature, tests/test_diception_miniature.py): determinism, built-in tasks untouched,
 the adapter file (diffusers' SD3 LoRA format) and its refusals."""
 
 import json
@@ -12,10 +12,10 @@ from safetensors.torch import load_file, save_file
 
 from models.diception import load_pipeline
 from models.diception.adapter import (
-    DEFAULT_TARGETS, MLP_TARGETS, PRESET_SHARE_SD3_MEDIUM, TARGET_PRESETS, lora_parameter_count,
+    DEFAULT_RANK, DEFAULT_TARGETS, MLP_TARGETS, PRESET_SHARE_SD3_MEDIUM, TARGET_PRESETS, lora_parameter_count,
 )
 from models.diception.adapter_file import load_adapter, save_adapter
-from models.diception.finetune import TrainingSettings, flow_loss, sample_sigmas, train_adapter
+from models.diception.finetune import TrainingSettings, auto_learning_rate, flow_loss, sample_sigmas, train_adapter
 from models.diception.single_file import SD3_MEDIUM_CONFIGS
 
 DICE = FIXTURES / "diception" / "model"
@@ -49,11 +49,13 @@ def test_default_adapter_is_under_one_percent_of_sd3_medium():
     with torch.device("meta"):
         transformer = SD3Transformer2DModel.from_config(config)
     total = sum(p.numel() for p in transformer.parameters())
-    lora = lora_parameter_count(transformer, 32, DEFAULT_TARGETS)
-    # 24 blocks × 8 projections − the last block's to_add_out (context_pre_only) = 191 layers of 1536 → 1536
-    assert lora == 191 * 32 * (1536 + 1536) == 18_776_064
+    lora = lora_parameter_count(transformer, DEFAULT_RANK, DEFAULT_TARGETS)
+    # attention: 24 blocks × 8 projections − the last block's to_add_out (context_pre_only) = 191 layers 1536 → 1536;
+    # MLP: 24 image-stream + 23 text-stream feed-forwards (the last block has none), each 1536 → 6144 → 1536
+    assert DEFAULT_RANK == 8
+    assert lora == 8 * (191 * (1536 + 1536) + 47 * 2 * (1536 + 6144)) == 10_469_376
     assert total == 2_028_328_000
-    assert lora / total < 0.01  # 0.926 %
+    assert lora / total < 0.01  # 0.516 %, as DICEPTION's "under 1 %"
 
 
 def test_peft_adds_exactly_the_counted_parameters(trained):
@@ -203,7 +205,7 @@ def test_target_presets_train_the_shares_the_node_shows():
         transformer = SD3Transformer2DModel.from_config(config)
     total = sum(p.numel() for p in transformer.parameters())
     for preset, targets in TARGET_PRESETS.items():
-        share = lora_parameter_count(transformer, 32, targets) / total
+        share = lora_parameter_count(transformer, DEFAULT_RANK, targets) / total
         assert f"{share:.2%}".replace("%", " %") == PRESET_SHARE_SD3_MEDIUM[preset], preset
     # 24 image-stream MLPs + 23 text-stream MLPs (the last block has none), each 1536 → 6144 → 1536
     mlp = lora_parameter_count(transformer, 32, MLP_TARGETS)
@@ -250,3 +252,17 @@ def test_checkpoints_and_resume(pipe):
     assert all(torch.allclose(resumed.weights[k], saved[1].weights[k], atol=1e-9) for k in resumed.weights)
     with pytest.raises(ValueError, match="resume_from: the saved adapter has rank 4"):
         train_adapter(pipe, images, targets, "invert", PROMPT, quick(rank=8), resume=saved[1])
+
+
+def test_learning_rate_zero_is_diffusers_rate_scaled_by_the_width(pipe):
+    config = SD3Transformer2DModel.load_config(SD3_MEDIUM_CONFIGS / "transformer")
+    with torch.device("meta"):
+        medium = SD3Transformer2DModel.from_config(config)
+    assert auto_learning_rate(medium) == pytest.approx(1e-4)  # diffusers' SD3 LoRA rate on SD3-medium
+    images, targets = invert_task(2, 0)
+    _, adapter, _ = train_adapter(pipe, images, targets, "invert", PROMPT, quick(steps=1, learning_rate=0.0))
+    width = pipe.base_transformer.config.num_attention_heads * pipe.base_transformer.config.attention_head_dim
+    assert adapter.settings["learning_rate"] == pytest.approx(1e-4 * 1536 / width)  # the rate used, not 0
+    # Adam's first step moves each B (zero at the start) by about the rate
+    b = [v for k, v in adapter.weights.items() if ".lora_B." in k]
+    assert max(v.abs().max().item() for v in b) == pytest.approx(1e-4 * 1536 / width, rel=0.2)

@@ -19,13 +19,22 @@ import torch
 
 # The 8 attention projections of a joint block, as diffusers' SD3 LoRA training targets them
 # (the last SD3 block is context_pre_only: it has no to_add_out, so it holds 7).
-DEFAULT_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out")
+ATTENTION_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out")
+# The adaLN modulation of a joint block (image and text stream): where the pooled prompt, i.e. the task, steers each
+# block's shift, scale and gate
+ADALN_TARGETS = ("norm1.linear", "norm1_context.linear")
 # The feed-forward layers of a joint block (image stream ff, text stream ff_context; the last block has no ff_context)
 MLP_TARGETS = ("ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj", "ff_context.net.2")
-TARGET_PRESETS = {"attention": DEFAULT_TARGETS, "attention + MLP": DEFAULT_TARGETS + MLP_TARGETS}
-# Share of SD3-medium's transformer (2.028 B parameters) a rank-32 adapter of each preset trains
-PRESET_SHARE_SD3_MEDIUM = {"attention": "0.93 %", "attention + MLP": "2.06 %"}
-DEFAULT_RANK = 32
+TARGET_PRESETS = {
+    "attention + MLP": ATTENTION_TARGETS + MLP_TARGETS,
+    "attention": ATTENTION_TARGETS,
+    "attention + adaLN": ATTENTION_TARGETS + ADALN_TARGETS,
+}
+DEFAULT_PRESET = "attention + MLP"  # what the few-shot measurements favour (docs/adapters.md)
+DEFAULT_TARGETS = TARGET_PRESETS[DEFAULT_PRESET]
+# Share of SD3-medium's transformer (2.028 B parameters) a rank-8 adapter (DEFAULT_RANK) of each preset trains
+PRESET_SHARE_SD3_MEDIUM = {"attention + MLP": "0.52 %", "attention": "0.23 %", "attention + adaLN": "0.43 %"}
+DEFAULT_RANK = 8
 MAX_RANK = 256
 MAX_STEPS = 100_000  # training steps one run may ask for
 KEY_PREFIX = "transformer."
@@ -51,7 +60,7 @@ class TaskAdapter:
 
 def check_rank(rank) -> int:
     if isinstance(rank, bool) or not isinstance(rank, int) or not 1 <= rank <= MAX_RANK:
-        raise ValueError(f"rank: expected a whole number from 1 to {MAX_RANK} (32 is 0.93 % of SD3-medium), got {rank!r}")
+        raise ValueError(f"rank: expected a whole number from 1 to {MAX_RANK} (8 on the default target is 0.52 % of SD3-medium), got {rank!r}")
     return rank
 
 

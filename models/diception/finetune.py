@@ -21,7 +21,7 @@ bench/diception_few_shot.py; the adapter file holds only the LoRA part, so this 
 """
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Callable, Optional
 
 import torch
@@ -32,12 +32,14 @@ from .tasks import TASK_PROMPTS
 from .transformer import diception_forward
 
 ASPECT_TOLERANCE = 0.02  # a target whose aspect ratio differs more from its image's is refused, else resized
+# diffusers' SD3 LoRA learning rate (train_dreambooth_lora_sd3.py), for SD3-medium's width (24 heads × 64)
+REFERENCE_LEARNING_RATE, REFERENCE_WIDTH = 1e-4, 1536
 
 
 @dataclass
 class TrainingSettings:
     steps: int = 300
-    learning_rate: float = 1e-4
+    learning_rate: float = 0.0  # 0: auto_learning_rate (1e-4 on SD3-medium)
     rank: int = adapters.DEFAULT_RANK
     targets: tuple = adapters.DEFAULT_TARGETS
     batch_size: int = 1
@@ -83,8 +85,8 @@ def check_settings(settings: TrainingSettings, pipeline: DicePipeline) -> None:
     adapters.check_rank(settings.rank)
     if settings.batch_size < 1:
         raise ValueError(f"batch_size: expected at least 1 example per step, got {settings.batch_size}")
-    if not settings.learning_rate > 0 or not math.isfinite(settings.learning_rate):
-        raise ValueError(f"learning_rate: expected a positive number, got {settings.learning_rate}")
+    if not settings.learning_rate >= 0 or not math.isfinite(settings.learning_rate):
+        raise ValueError(f"learning_rate: expected a positive number (or 0: chosen for the model's width), got {settings.learning_rate}")
     for name in ("one_step_fraction", "prompt_dropout"):
         value = getattr(settings, name)
         if not 0 <= value <= 1:
@@ -139,6 +141,15 @@ def shift_sigmas(sigmas: torch.Tensor, shift: float) -> torch.Tensor:
     return shift * sigmas / (1 + (shift - 1) * sigmas)
 
 
+def auto_learning_rate(transformer) -> float:
+    """diffusers' SD3 LoRA rate scaled by the transformer's width: ``1e-4 · 1536 / width``. Adam's stable step for a
+    layer of width n shrinks as 1/n (μP; LoRA+ for adapters), so one rate cannot serve models of every width: this
+    gives diffusers' 1e-4 on SD3-medium (width 1536) and 1.2e-3 on the miniature (width 128), the rate its
+    measurements favour (docs/adapters.md)."""
+    config = transformer.config
+    return REFERENCE_LEARNING_RATE * REFERENCE_WIDTH / (config.num_attention_heads * config.attention_head_dim)
+
+
 def train_adapter(
     pipeline: DicePipeline,
     images,
@@ -160,6 +171,8 @@ def train_adapter(
     check_examples(images, targets)
     check_settings(settings, pipeline)
     check_resume(resume, settings)
+    if not settings.learning_rate:
+        settings = replace(settings, learning_rate=auto_learning_rate(pipeline.base_transformer))
     with torch.inference_mode(False), torch.enable_grad():
         return _train(pipeline, images, targets, task, prompt, settings, callback, resume, checkpoint)
 
