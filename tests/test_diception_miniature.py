@@ -99,7 +99,8 @@ def test_adapter_defaults_learn_a_task_the_miniature_never_saw(one_thread, tmp_p
     images, answers = new_task.examples(48, new_task.FIRST_TRAIN)
     held_images, held_answers = new_task.examples(12, new_task.FIRST_HELD_OUT)
     mean_error = (answers.mean(0) - held_answers).abs().mean().item()
-    settings = replace(TrainingSettings(), steps=FEW_SHOT_STEPS, resolution=new_task.SIZE)
+    # gradient checkpointing off: the same numbers (it only recomputes), 30 % faster
+    settings = replace(TrainingSettings(), steps=FEW_SHOT_STEPS, resolution=new_task.SIZE, checkpointing=False)
     pipeline, _, _ = train_adapter(measure.load_miniature(tmp_path), images, answers, new_task.TASK, new_task.PROMPT, settings)
     answered = pipeline(held_images, new_task.TASK, steps=1, guidance=1.0, seed=7, resolution=new_task.SIZE)
     ratio = (answered - held_answers).abs().mean().item() / mean_error
