@@ -79,7 +79,7 @@ WORKFLOWS = {
         "3": {"class_type": "DiceptionLoadExamples", "inputs": {"folder": "diception_examples/red_objects"}},
         "4": {"class_type": "DiceptionTrainAdapter", "inputs": {
             "model": ["2", 0], "examples": ["3", 0], "task_name": "red objects", "prompt": "[[image2red_objects]]", "steps": 300,
-            "learning_rate": 1e-4, "rank": 32, "batch_size": 1, "resolution": 768, "seed": 0, "gradient_checkpointing": True}},
+            "batch_size": 1, "resolution": 768, "seed": 0, "gradient_checkpointing": True}},  # rank, rate, target: the node's
         "5": {"class_type": "DiceptionSaveAdapter", "inputs": {"adapter": ["4", 1], "name": "red_objects"}},
         "6": {"class_type": "PreviewImage", "inputs": {"images": ["4", 2]}},
         "7": dict(perceive(["1", 0], "depth"), inputs={**perceive(["1", 0], "depth")["inputs"], "model": ["4", 0], "task_name": "red objects"}),
