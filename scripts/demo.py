@@ -38,15 +38,16 @@ MINIATURE = {  # the miniature DICEPTION (scripts/miniature_diception), at its r
     "DiceptionLoad": {"base_model": "diception_miniature", "checkpoint": "diception_miniature.safetensors", "dtype": "fp32",
                       "clip_l": "auto", "clip_g": "auto", "t5xxl": "auto"},
     "DiceptionPerceiveTask": {"resolution": 128, "steps": 1, "guidance": 1.0},
+    "DiceptionTrainAdapter": {"resolution": 128},  # the node's other defaults: what bench/diception_few_shot.py measures
 }
 
 
 def tiny(workflow: dict) -> dict:
-    """The workflow on the built-in models: DICEPTION templates that only perceive the example scene run on the
-    miniature DICEPTION (trained on that scene's world: real depth, normals and masks); those that train an adapter
-    or take PerSAM's points on another world's photos run on the tiny random DICEPTION; PerSAM on the miniature SAM."""
+    """The workflow on the built-in models: DICEPTION templates on the miniature DICEPTION (trained on the world of
+    their photos and of the built-in example set: real depth, normals, masks and a learnt new task), except one that
+    takes PerSAM's points on the other world's photos (the tiny random DICEPTION); PerSAM on the miniature SAM."""
     kinds = {node["class_type"] for node in workflow.values()}
-    on_miniature = "DiceptionLoad" in kinds and not kinds & {"DiceptionTrainAdapter", "DiceptionLoadExamples", "PersamSegment"}
+    on_miniature = "DiceptionLoad" in kinds and "PersamSegment" not in kinds
     for node in workflow.values():
         node["inputs"].update((MINIATURE if on_miniature else {}).get(node["class_type"], TINY.get(node["class_type"], {})))
     return workflow

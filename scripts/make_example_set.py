@@ -1,8 +1,10 @@
 """The templates' example pictures, drawn by seeded code (rerunning rewrites the same files):
 
 - DICEPTION 5's built-in example set "highlight the red objects" (workflows/images/diception_examples/red_objects):
-  12 small scenes of coloured discs and boxes on textured grounds (images/NN.png) and, as the answer, the red
-  shapes in white on black (targets/NN.png).
+  the 48 training scenes of ``scripts/miniature_diception/new_task.py`` (scenes of the miniature DICEPTION's world
+  with a red object, images/NN.png) and, as the answer, the red objects in white on black (targets/NN.png): what
+  bench/diception_few_shot.py trains on. DICEPTION 5's photo (workflows/images/example_red_scene.png) is the first
+  held-out scene of that task.
 - The DICEPTION templates' photo (workflows/images/example_scene.png): a held-out scene of the miniature DICEPTION's
   world (``scripts/miniature_diception/world.py``) at the miniature's 128 × 128, and the point (on its largest
   object) and class that DICEPTION 3 and 4 ask for (``diception_point``, ``diception_category``).
@@ -19,7 +21,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -29,8 +31,7 @@ from scripts.miniature_sam import world  # noqa: E402
 
 IMAGES = ROOT / "workflows" / "images"
 FOLDER = IMAGES / "diception_examples" / "red_objects"
-COLOURS = {"red": (210, 40, 40), "green": (40, 170, 60), "blue": (50, 80, 210), "yellow": (225, 200, 40)}
-SIZE, COUNT = 96, 12
+RED_OBJECTS_COUNT = 48
 
 # The PerSAM subject: a two-look subject of perseg(0) (photos 0-3 show look 1, photos 4-7 look 2; photos 2, 3, 6, 7
 # also show its look-alike, the same object with one colour changed). Chosen where the miniature finds it in the
@@ -47,29 +48,20 @@ PERSAM_PICTURES = {  # file → (subject, photo, what it shows, which mask goes 
 }
 
 
-def scene(rng):
-    ground = (rng.random((SIZE, SIZE, 3)) * 60 + rng.integers(60, 160, 3)).astype(np.uint8)
-    image, target = Image.fromarray(ground), Image.new("RGB", (SIZE, SIZE), "black")
-    draw, answer = ImageDraw.Draw(image), ImageDraw.Draw(target)
-    names = ["red"] + list(rng.choice(list(COLOURS), size=int(rng.integers(1, 4))))
-    for name in names:
-        x, y, r = int(rng.integers(10, SIZE - 10)), int(rng.integers(10, SIZE - 10)), int(rng.integers(6, 16))
-        box = [x - r, y - r, x + r, y + r]
-        shape = draw.ellipse if rng.random() < 0.5 else draw.rectangle
-        shape(box, fill=COLOURS[name])
-        (answer.ellipse if shape == draw.ellipse else answer.rectangle)(box, fill="white" if name == "red" else "black")
-    return image, target
-
-
 def red_objects() -> None:
-    rng = np.random.default_rng(18)
-    for role in ("images", "targets"):
-        (FOLDER / role).mkdir(parents=True, exist_ok=True)
-    for i in range(COUNT):
-        image, target = scene(rng)
-        image.save(FOLDER / "images" / f"{i:02}.png")
-        target.save(FOLDER / "targets" / f"{i:02}.png")
-    print(FOLDER.relative_to(ROOT))
+    from scripts.miniature_diception import new_task
+
+    images, targets = new_task.examples(RED_OBJECTS_COUNT, new_task.FIRST_TRAIN)
+    for role, batch in (("images", images), ("targets", targets)):
+        folder = FOLDER / role
+        folder.mkdir(parents=True, exist_ok=True)
+        for old in folder.glob("*.png"):  # the set is rewritten whole
+            old.unlink()
+        for i, picture in enumerate(batch):
+            Image.fromarray((picture.numpy() * 255).round().astype(np.uint8)).save(folder / f"{i:02}.png")
+    photo, _ = new_task.examples(1, new_task.FIRST_HELD_OUT)
+    Image.fromarray((photo[0].numpy() * 255).round().astype(np.uint8)).save(IMAGES / "example_red_scene.png")
+    print(FOLDER.relative_to(ROOT), IMAGES.relative_to(ROOT) / "example_red_scene.png")
 
 
 @lru_cache(maxsize=1)

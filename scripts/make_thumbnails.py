@@ -5,10 +5,10 @@ pack's template pictures as ``/api/workflow_templates/<pack>/<template>.jpg``, t
 
     python scripts/make_thumbnails.py        (after scripts/make_example_set.py and scripts/make_workflows.py)
 
-DICEPTION's perception templates run on the miniature DICEPTION (scripts/miniature_diception) and a held-out scene of
-its world (workflows/images/example_scene.png), in one step as it was taught: real depth, normals and masks. DICEPTION
-5 (it trains an adapter) and PerSAM 2 (PerSAM's points on the other world's photos) run on the tiny random DICEPTION,
-whose answers look like noise.
+DICEPTION's templates run on the miniature DICEPTION (scripts/miniature_diception) and scenes of its world
+(workflows/images/example_scene.png, example_red_scene.png), in one step as it was taught: real depth, normals and
+masks, and DICEPTION 5's adapter trained with the node's defaults on the built-in set from that world. PerSAM 2
+(PerSAM's points on the other world's photos) runs on the tiny random DICEPTION, whose answers look like noise.
 PerSAM runs on the miniature SAM (scripts/miniature_sam, trained on a synthetic world) with the templates' own
 settings, on photos of that world (scripts/make_example_set.py): its masks are real masks of the subject. On the
 input photos, what PerSAM Reference is given is drawn: a painted subject mask outlined in yellow, a reference's box

@@ -75,7 +75,7 @@ WORKFLOWS = {
         "9": {"class_type": "MaskToImage", "inputs": {"mask": ["8", 0]}}, "10": save(["9", 0], "diception_semantic_dog"),
     },
     "diception_new_task": {
-        "1": load("example_scene.png"), "2": DICE,
+        "1": load("example_red_scene.png"), "2": DICE,
         "3": {"class_type": "DiceptionLoadExamples", "inputs": {"folder": "diception_examples/red_objects"}},
         "4": {"class_type": "DiceptionTrainAdapter", "inputs": {
             "model": ["2", 0], "examples": ["3", 0], "task_name": "red objects", "prompt": "[[image2red_objects]]", "steps": 300,
