@@ -129,5 +129,6 @@ def main():
                 row(f"full fine-tune, learning_rate {adapter.settings['learning_rate']:.2g}, seed {seed}", errors(pipeline, held), mean,
                     f"loss {np.mean(losses[:20]):.3f} → {np.mean(losses[-20:]):.3f}, {seconds:.0f} s")
 
+
 if __name__ == "__main__":
     main()

@@ -55,16 +55,16 @@ from models.diception.checkpoint import flatten  # noqa: E402
 from models.diception.pipeline import point_slots  # noqa: E402
 from models.diception.transformer import diception_forward  # noqa: E402
 from scripts.miniature_diception import targets  # noqa: E402
+from scripts.miniature_diception.examples import SIZE, Encoded, HeldOutCheck, held_out_check  # noqa: E402
 from scripts.miniature_diception.initialisation import clip_text_encoders, positional_routing  # noqa: E402
 from scripts.miniature_diception.vae import VAE_BATCH, VAE_CONFIG, VAE_CROP, VAE_STEPS, build_vae, full_images, vae_optimiser, vae_step  # noqa: E402
-from scripts.miniature_diception.world import CLASSES, scene  # noqa: E402
+from scripts.miniature_diception.world import CLASSES  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 WEIGHTS = HERE / "weights"
 BASE = WEIGHTS / "base"
 CHECKPOINT = WEIGHTS / "diception_miniature.safetensors"
 LOG = WEIGHTS / "train.log.json"
-SIZE = 128
 TRANSFORMER_CONFIG = dict(  # sample_size 128 as SD3-medium's: positions 2 apart in its sin-cos table (positional_routing)
     sample_size=128, patch_size=2, in_channels=16, num_layers=4, attention_head_dim=32, num_attention_heads=4,
     joint_attention_dim=64, caption_projection_dim=128, pooled_projection_dim=40, out_channels=16, pos_embed_max_size=32,
@@ -154,9 +154,7 @@ def build_point_encoder(dim: int):
 def write_checkpoint(transformer, point_encoder, path: Path) -> None:
     """The DICEPTION checkpoint's five parts (as ``DICEPTION_v1.pth`` holds them), flattened into ``.safetensors``
     (the pack's converter's layout), fp16, written crash-safe."""
-    from safetensors.torch import save
-
-    from models.publish import publish_file, remove, temporary_name, write_bytes
+    from models.publish import deterministic_safetensors, publish_file, remove, temporary_name, write_bytes
 
     sd = point_encoder.state_dict()
     parts = {
@@ -167,7 +165,7 @@ def write_checkpoint(transformer, point_encoder, path: Path) -> None:
         "positional_encoding_gaussian_matrix": sd["positional_encoding_gaussian_matrix"],
     }
     flat = {k: v.detach().to(torch.float16).contiguous() for k, v in flatten(parts).items()}
-    blob = save(flat, metadata={"format": "pt", "trained_by": "scripts/miniature_diception/train.py"})
+    blob = deterministic_safetensors(flat, {"format": "pt", "trained_by": "scripts/miniature_diception/train.py"})
     temp = temporary_name(path.parent, path.name)
     write_bytes(temp, lambda f: f.write(blob))
     if path.exists():
@@ -188,51 +186,6 @@ def pipeline_for(base: Path, transformer, point_encoder, vae, cache: Path):
 
     text = TextEncoderFiles(choose_weights(base, {}, [], base), torch.float32, tokenizer_folders(base, {}), base)
     return DicePipeline(transformer, point_encoder, vae, load_scheduler_config(base), text, cache)
-
-
-def scene_examples(seed: int):
-    """One training scene → its condition image, the answers of each task, and per pointable object a point."""
-    s = scene(seed, SIZE)
-    rng = np.random.default_rng(seed + 77)
-    answers = {"depth": targets.depth_image(s.depth), "normal": targets.normal_image(s.normals),
-               "entity segmentation": targets.entity_image(s)}
-    for cls in CLASSES:
-        answers[f"semantic:{cls}"] = targets.mask_image(s.semantic == cls)
-    points = []
-    for o in targets.pointable(s)[:4]:
-        answers[f"point:{o['id']}"] = targets.mask_image(s.instance == o["id"])
-        points.append((o["id"], [targets.point_in(s, o["id"], rng) for _ in range(4)]))
-    return s.rgb.astype(np.float32) / 255, answers, points
-
-
-class Encoded:
-    """The latents of the training scenes (``finetune.example_latents``: the pipeline's own VAE encoding), each scene
-    encoded on first use: the full run encodes them all up front, the reproduction test only those it draws."""
-
-    def __init__(self, pipeline, seeds):
-        self.pipeline, self.seeds, self.items = pipeline, list(seeds), {}
-
-    def __len__(self):
-        return len(self.seeds)
-
-    def __getitem__(self, i: int):
-        if i not in self.items:
-            rgb, answers, points = scene_examples(self.seeds[i])
-            names = list(answers)
-            images = [torch.from_numpy(rgb)] + [torch.from_numpy(answers[k]) for k in names]
-            latents = finetune.example_latents(self.pipeline, images, SIZE)
-            answers = dict(zip(names, latents[1:]))
-            answers["image"] = latents[0]  # the auxiliary reconstruction task's answer: the condition image itself
-            self.items[i] = (latents[0], answers, points)
-        return self.items[i]
-
-    def encode_all(self):
-        t0 = time.time()
-        for i in range(len(self)):
-            self[i]
-            if (i + 1) % 200 == 0:
-                log(f"encoded {i + 1}/{len(self)} scenes ({time.time() - t0:.0f} s)")
-        return self
 
 
 def make_batch(step, data):
@@ -281,40 +234,6 @@ def train_step(step, transformer, point_encoder, data, embeds, shift, settings):
     tokens = torch.where(dropped, torch.zeros_like(tokens), tokens)
     prediction = diception_forward(transformer, noisy, cond, text, pooled, tokens, sigmas * 1000)
     return finetune.flow_loss(prediction, noise - z, sigmas, settings.precondition)
-
-
-class HeldOutCheck:
-    """16 held-out scenes' latents and each checked task's mean training answer (200 training scenes)."""
-
-    TASKS = ("depth", "normal", "entity segmentation", "image")
-
-    def __init__(self, pipeline, data):
-        from scripts.miniature_diception.world import HELD_OUT_SEEDS
-
-        held = Encoded(pipeline, HELD_OUT_SEEDS[:16])
-        self.items = [held[i] for i in range(len(held))]
-        self.means = {t: torch.stack([data[i][1][t] for i in range(min(200, len(data)))]).mean(0) for t in self.TASKS}
-
-
-@torch.no_grad()
-def held_out_check(transformer, point_encoder, check: HeldOutCheck, embeds) -> dict:
-    """One-step answers (σ = 1) on held-out scenes: latent squared error as a ratio of the mean training answer's,
-    per task (< 1: the answer depends on the image usefully; 1: as good as answering the mean)."""
-    transformer.eval()
-    g = torch.Generator().manual_seed(123)
-    cond = torch.stack([c for c, _, _ in check.items])
-    slots = [point_slots([], SIZE, SIZE) for _ in check.items]
-    tokens = point_encoder(torch.cat([c for c, _ in slots]), torch.cat([l for _, l in slots]))
-    out = {}
-    for task in check.TASKS:
-        z = torch.stack([answers[task] for _, answers, _ in check.items])
-        noise = torch.randn(z.shape, generator=g)
-        sigma = torch.ones(len(z))
-        text, pooled = embeds[task]
-        v = diception_forward(transformer, noise, cond, text.expand(len(z), -1, -1), pooled.expand(len(z), -1), tokens, sigma * 1000)
-        out[task] = round(float(((noise - v - z) ** 2).mean() / ((check.means[task][None] - z) ** 2).mean()), 3)
-    transformer.train()
-    return out
 
 
 def make_optimiser(transformer, point_encoder):
@@ -419,7 +338,7 @@ def train_transformer(args):
     if start > steps:
         raise SystemExit(f"--steps {steps}: the state file {state_file} is at step {start} already")
     if start < steps:  # the training scenes' latents, encoded only when there is training left to do
-        data = Encoded(pipeline, SCENES).encode_all()
+        data = Encoded(pipeline, SCENES).encode_all(log)
         log(f"dataset: {len(SCENES)} scenes encoded in {time.time() - t0:.0f} s")
         check = HeldOutCheck(pipeline, data)
     transformer.train(), point_encoder.train()
