@@ -150,3 +150,19 @@ def remove(path: Path) -> None:
             path.unlink()
     except OSError:
         pass
+
+
+def deterministic_safetensors(tensors: dict, metadata: dict) -> bytes:
+    """A safetensors file's bytes with its JSON header's keys sorted: safetensors writes the metadata in hash order,
+    which differs between processes, so the same tensors would not always give the same bytes."""
+    import json
+    import struct
+
+    from safetensors.torch import save
+
+    raw = save(tensors, metadata=metadata)
+    (length,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8:8 + length])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-(8 + len(text)) % 8)  # the data stays 8-byte aligned, as safetensors pads its header
+    return struct.pack("<Q", len(text)) + text + raw[8 + length:]

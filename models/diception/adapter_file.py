@@ -12,17 +12,14 @@ write never looks complete and two processes (two containers, both PID 1) never 
 import json
 import logging
 import math
-import os
 import re
-import struct
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save as safetensors_bytes
 
 from ..output_paths import MAX_NAME_BYTES, byte_length
-from ..publish import fsync_path, publish_file, remove, save_error, temporary_name, write_bytes
+from ..publish import deterministic_safetensors, fsync_path, publish_file, remove, save_error, temporary_name, write_bytes
 from .adapter import KEY_PREFIX, MAX_RANK, TaskAdapter, checkpoint_identity
 
 FORMAT = "diception-task-adapter/1"
@@ -49,14 +46,8 @@ SUFFIX = "_00001.safetensors"  # what the numbering and extension add to a name
 
 
 def adapter_bytes(adapter: TaskAdapter) -> bytes:
-    """The safetensors file of ``adapter`` with its JSON header's keys sorted (safetensors writes the metadata in hash
-    order, which differs between runs), so the same adapter always gives the same bytes."""
-    raw = safetensors_bytes({k: v.contiguous() for k, v in adapter.weights.items()}, metadata=metadata(adapter))
-    (length,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8:8 + length])
-    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
-    text += b" " * (-(8 + len(text)) % 8)  # the data stays 8-byte aligned, as safetensors pads its header
-    return struct.pack("<Q", len(text)) + text + raw[8 + length:]
+    """The safetensors file of ``adapter``, the same bytes for the same adapter (``deterministic_safetensors``)."""
+    return deterministic_safetensors({k: v.contiguous() for k, v in adapter.weights.items()}, metadata(adapter))
 
 
 def check_file_name(name: str, input_name: str = "name") -> str:
