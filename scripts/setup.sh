@@ -2,6 +2,9 @@
 # Create (or reuse) .venv with the pack's requirements, the test tools, and the test-engine ComfyUI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# pip unpacks multi-GB wheels into TMPDIR: keep it on this clone's filesystem (a small /tmp ran out of space in CI).
+export TMPDIR="$PWD/.cache/pip-tmp"
+mkdir -p "$TMPDIR"
 [ -x .venv/bin/python ] || python3 -m venv .venv
 PIP=".venv/bin/python -m pip --disable-pip-version-check -q"
 # The torch/torchvision pair that runs ComfyUI on this CPU machine kind (see README, "Tested versions").

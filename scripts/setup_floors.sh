@@ -4,6 +4,9 @@
 # it is linked from .venv (scripts/setup.sh first), so only the floors are installed (about 0.5 GB, 1-2 minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# pip unpacks multi-GB wheels into TMPDIR: keep it on this clone's filesystem (a small /tmp ran out of space in CI).
+export TMPDIR="$PWD/.cache/pip-tmp"
+mkdir -p "$TMPDIR"
 [ -x .venv/bin/python ] || { echo "setup_floors: .venv missing, run scripts/setup.sh first" >&2; exit 1; }
 [ -x .venv-floors/bin/python ] || python3 -m venv .venv-floors
 site() { "$1" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])"; }
