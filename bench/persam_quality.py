@@ -25,18 +25,6 @@ import torch  # noqa: E402
 
 from scripts.miniature_sam import measure, world  # noqa: E402
 
-ORDERINGS = (  # (name, better, worse): the comparisons the issue asks about, in mask IoU
-    ("PerSAM one-shot vs best constant", "one/persam", None),
-    ("PerSAM-F vs PerSAM, subjects with parts", "parts/persam_f", "parts/persam"),
-    ("PerSAM-F vs PerSAM, subjects without parts", "nonparts/persam_f", "nonparts/persam"),
-    ("two references (best) vs one, two-look subjects", "looks/two_best", "looks/one"),
-    ("two references: best-matching vs mean embedding", "looks/two_best", "looks/two_mean"),
-    ("PerSAM-F two references vs one", "looks/two_f", "looks/one_f"),
-    ("with a negative vs without, look-alike photos", "negative/with", "negative/without"),
-    ("PerSAM-F with a negative vs without", "negative/with_f", "negative/without_f"),
-    ("video: carried box vs each frame alone", "video/carried", "video/each"),
-)
-
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -63,8 +51,8 @@ def main():
                 print(row.line())
         print(f"DreamBooth training mask (PerSAM mask grown 4 px): covers {table['dreambooth/coverage']:.3f} of the subject\n")
     print("Orderings in mean IoU, per seed (difference better - worse; one-shot: PerSAM - best constant):")
-    for name, better, worse in ORDERINGS:
-        diffs = [t[better].mean_iou - (t[worse].mean_iou if worse else t[better].baseline_iou) for t in tables]
+    for name, better, worse in measure.ORDERINGS:
+        diffs = [measure.difference(t, better, worse) for t in tables]
         print(f"  {name:55} " + " ".join(f"{d:+.3f}" for d in diffs) + f"   min {min(diffs):+.3f}")
     picks = [(t["negative/without"].mask_on_distractor, t["negative/with"].mask_on_distractor,
               t["negative/without"].photos) for t in tables]

@@ -21,13 +21,19 @@ from scripts.miniature_sam import measure, train, world
 
 LOG = measure.WEIGHTS.with_suffix(".log.json")
 STEP_TOLERANCE = 1e-4  # relative; 1 and 2 threads gave identical losses here, other CPUs' fp32 kernels differ ~1e-6
-# Quality floors of the committed weights (2500 steps), from the spread over five disjoint blocks of 20 held-out
-# scenes (point IoU 0.716 … 0.842, box 0.782 … 0.878, box-as-mask 0.536 … 0.585; the smallest point − box-as-mask
-# gap 0.18) and over PerSeg seeds 0 … 3 (one-shot PerSAM 0.483 … 0.542, best constant 0.118 … 0.136, point on the
-# subject 0.66 … 0.74 against a random point's 0.07 … 0.08).
+# Quality floors of the committed weights (4000 steps), from the spread over disjoint blocks of held-out scenes
+# (point IoU 0.823 on scenes 0-59, 0.798 on 0-99, 0.828 on the 20 used here; box-as-mask 0.56-0.59) and over PerSeg
+# seeds 0-5 (bench/persam_quality.py: one-shot PerSAM 0.573 … 0.733, seed 0: 0.698; best constant 0.109 … 0.161;
+# point on the subject 0.72 … 0.90 against a random point's 0.06 … 0.08).
 FIRST_SCENE, SCENES = 0, 20
 POINT_IOU_FLOOR, MARGIN = 0.7, 0.1
-TEST_PERSEG_SEED, TEST_SUBJECTS, PERSAM_IOU_FLOOR = 0, 12, 0.42
+TEST_PERSEG_SEED, PERSAM_IOU_FLOOR = 0, 0.55
+# Orderings asserted on seed 0, in mean mask IoU (name in measure.ORDERINGS → floor). Two references beat one on the
+# two-look subjects on 5 of seeds 0-5 (PerSAM +0.138 +0.118 +0.128 +0.182 −0.032 +0.035; PerSAM-F +0.189 +0.095
+# +0.130 +0.002 −0.048 +0.092): the floor guards the feature on seed 0 (+0.138 / +0.189; a second reference that
+# were ignored would give 0). The negative and PerSAM-F on subjects with parts are not asserted: their margins
+# straddle 0 over the seeds (docs/persam.md).
+ASSERTED = {"two references (best) vs one, two-look subjects": 0.05, "PerSAM-F two references vs one": 0.05}
 
 
 def test_synthetic_perseg_is_deterministic_with_exact_masks():
@@ -66,11 +72,11 @@ def test_training_first_steps_reproduce():
     threads = torch.get_num_threads()
     torch.set_num_threads(min(threads, 2))
     try:
-        sam = train.build_miniature()
+        sam, head = train.build_miniature(), train.appearance_head()
         sam.train()
-        optimiser = train.make_optimiser(sam)
+        optimiser = train.make_optimiser(sam, head)
         for step, loss, *rounds in log["first_steps"][:2]:
-            got, got_rounds = train.train_step(sam, optimiser, step, log["steps"])
+            got, got_rounds = train.train_step(sam, head, optimiser, step, log["steps"], appearance_weight=log["appearance"])
             assert got == pytest.approx(loss, rel=STEP_TOLERANCE), (step, got, loss)
             assert np.allclose(got_rounds, rounds, rtol=STEP_TOLERANCE)
     finally:
@@ -92,22 +98,20 @@ def test_miniature_segments_from_one_point_and_a_box():
     assert quality["box"] > quality["box_as_mask"] + MARGIN, quality
 
 
-def test_persam_one_shot_beats_the_best_constant_mask():
-    """PerSAM from one reference photo on the held-out photos of the synthetic PerSeg: its mean mask IoU beats the
-    best constant mask (chosen knowing the answers) by a margin, and its positive point lands on the subject far
-    more often than a random point."""
+def test_persam_table_orderings_on_the_miniature():
+    """PerSAM on the held-out photos of synthetic PerSeg seed 0 (``measure.persam_table`` without the video carry):
+    one-shot PerSAM beats the best constant mask (chosen knowing the answers) by a margin and its positive point
+    lands on the subject far more often than a random point; and each ordering of ``ASSERTED`` holds in mean mask
+    IoU by at least its floor (half the smallest margin over PerSeg seeds 0-5, bench/persam_quality.py)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(min(threads, 2))
     try:
-        sam = measure.load_miniature()
-        outcomes, photos = [], []
-        for subject in world.perseg(TEST_PERSEG_SEED)[:TEST_SUBJECTS]:
-            tests = measure.same_look_tests(subject)
-            found = measure.segment_photos(sam, measure.reference_of(sam, [subject.photos[0]]), tests)
-            outcomes += [measure.outcome(mask, point, photo) for (mask, point), photo in zip(found, tests)]
-            photos += tests
+        table = measure.persam_table(measure.load_miniature(), world.perseg(TEST_PERSEG_SEED), video=False)
     finally:
         torch.set_num_threads(threads)
-    result = measure.row("one/persam", "persam", outcomes, photos)
-    assert result.mean_iou >= PERSAM_IOU_FLOOR and result.mean_iou > result.baseline_iou + 3 * MARGIN, result
-    assert result.on_subject > result.baseline_on_subject + 0.5, result
+    one = table["one/persam"]
+    assert one.mean_iou >= PERSAM_IOU_FLOOR and one.mean_iou > one.baseline_iou + 3 * MARGIN, one
+    assert one.on_subject > one.baseline_on_subject + 0.5, one
+    orderings = {name: (better, worse) for name, better, worse in measure.ORDERINGS}
+    margins = {name: measure.difference(table, *orderings[name]) for name in ASSERTED}
+    assert all(margins[name] >= floor for name, floor in ASSERTED.items()), (margins, ASSERTED)

@@ -13,6 +13,16 @@ points so far, and (half the time) the box. Loss: cross-entropy + dice on the ma
 learnt nothing in the 200 steps tried here from scratch: point IoU 0.03), plus the mean squared error of the IoU
 head against each output's true IoU. AdamW with linear warm-up and an inverse-square-root decay.
 
+Three additions, each for a property of SAM's released model that PerSAM relies on and a small model trained for
+masks alone lacks (measured in docs/miniatures.md, "What PerSAM needs from a SAM"):
+- ``appearance_loss``: a linear read-out of each patch's pixels from the image embedding (SAM's encoder is
+  MAE-pretrained, its features keep what things look like; PerSAM's location prior compares them);
+- ``NEGATIVE_POINT``: some point prompts are [a positive point, a negative point on the background] with one
+  output (PerSAM's first pass), and ``CORRECTIVE_MULTIMASK``: some corrective rounds answer with the three outputs
+  (PerSAM's refinement passes ask for three outputs with a mask input and a box);
+- ``GUIDED``: part of those [positive, negative] prompts are decoded with PerSAM's two decoder cues
+  (``guidance_cues``: target-guided attention and the target-semantic prompt, from the target's own mask).
+
 Every step's scenes come from ``training_scene(seed)`` with the step's own seeds, so a resumed run sees the same
 data. A state file (``<out>.state.pt``) every ``--checkpoint-every`` steps lets a long run stop and resume
 (``--resume``); the final weights are written with models/publish.py's crash-safe helper as ``.safetensors`` in
@@ -47,18 +57,26 @@ CONFIG = {  # the miniature's sizes (the loader reads them back off the weights)
     "encoder_global_attn_indexes": [2], "window_size": 8, "prompt_embed_dim": 64, "decoder_depth": 2,
     "decoder_mlp_dim": 256, "decoder_num_heads": 2,
 }
-STEPS = 2500  # the committed weights (sam_miniature.log.json): about 25 min with one thread on a loaded 2-core machine
+STEPS = 4000  # the committed weights (sam_miniature.log.json): about 25 min with one thread while the other core trains too
 BATCH = 8  # images per step
 PROMPTS = 3  # objects prompted per image
 CORRECTIVE = 1  # corrective clicks after the first prompt
+NEGATIVE_POINT = 0.5  # share of point-prompted images whose first prompt also has a negative point on the background
+CORRECTIVE_MULTIMASK = 0.5  # share of corrective rounds answered with the three outputs (loss: their minimum)
+GUIDED = 0.5  # share of those [positive, negative] first prompts decoded with PerSAM's two cues (``guidance_cues``)
 LR, WARMUP, HOLD, WEIGHT_DECAY = 1e-3, 30, 400, 0.05  # HOLD: steps at the full rate before the decay
+APPEARANCE = 1.0  # weight of the appearance loss (``appearance_loss``) beside the mask losses
 
 
 def build_miniature(seed: int = 0) -> Sam:
+    """The miniature, randomly initialised, its decoder able to take PerSAM's cues (``enable_target_guidance``:
+    the same modules and weights; without cues it is SAM's decoder)."""
+    from models.persam.guided_decoder import enable_target_guidance
+
     torch.manual_seed(seed)
     c = CONFIG
     grid = c["img_size"] // c["patch_size"]
-    return Sam(
+    sam = Sam(
         image_encoder=ImageEncoderViT(
             img_size=c["img_size"], patch_size=c["patch_size"], embed_dim=c["encoder_embed_dim"], depth=c["encoder_depth"],
             num_heads=c["encoder_num_heads"], mlp_ratio=4.0, out_chans=c["prompt_embed_dim"], qkv_bias=True,
@@ -76,6 +94,24 @@ def build_miniature(seed: int = 0) -> Sam:
             transformer_dim=c["prompt_embed_dim"], iou_head_depth=3, iou_head_hidden_dim=128,
         ),
     )
+    enable_target_guidance(sam)
+    return sam
+
+
+def appearance_head(seed: int = 1) -> torch.nn.Conv2d:
+    """A linear read-out of each patch's pixels from the image embedding, trained beside SAM and then discarded
+    (as MAE's decoder is). SAM's image encoder is MAE-pretrained (Kirillov et al. 2023, §3), so its features keep
+    what things look like; a miniature trained for masks alone learns edges and objectness but not colour, and
+    PerSAM's location prior (a cosine similarity of features) then cannot tell a subject from its recoloured
+    look-alike."""
+    torch.manual_seed(seed)
+    c = CONFIG
+    return torch.nn.Conv2d(c["prompt_embed_dim"], 3 * c["patch_size"] ** 2, 1)
+
+
+def appearance_loss(head, embeddings: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """Mean squared error of the patches' normalised pixels read out of the embeddings (B, C, h, w)."""
+    return F.mse_loss(head(embeddings), F.pixel_unshuffle(images, CONFIG["patch_size"]))
 
 
 # ---- prompts sampled from ground truth ----------------------------------------------------------------------------
@@ -131,11 +167,31 @@ def true_iou(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (predicted & t).sum((-1, -2)).float() / (predicted | t).sum((-1, -2)).clamp(min=1).float()
 
 
-def decode(sam, embedding, points, labels, boxes, mask_input, multimask):
+def decode(sam, embedding, points, labels, boxes, mask_input, multimask, cues=(None, None)):
     sparse, dense = sam.prompt_encoder(points=(points, labels) if points is not None else None, boxes=boxes, masks=mask_input)
+    guidance = {} if cues[0] is None else {"attn_sim": cues[0], "target_embedding": cues[1]}
     low_res, iou = sam.mask_decoder(image_embeddings=embedding, image_pe=sam.prompt_encoder.get_dense_pe(),
-                                    sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense, multimask_output=multimask)
+                                    sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense, multimask_output=multimask,
+                                    **guidance)
     return low_res, iou
+
+
+def guidance_cues(embedding: torch.Tensor, masks: list):
+    """PerSAM's two cues for the decoder, from each target's own ground-truth mask: the attention bias
+    (``attention_similarity``'s sigmoid of the standardised cosine similarity to the target's mean feature, here on
+    the feature grid) and the target embedding (that mean feature, ``target_semantic_prompt``) → ((P, 1, 1, h·w),
+    (P, 1, C)), detached. SAM's released decoder copes with these inputs without having seen them; a miniature
+    decoder trained without them is thrown off by them (one-shot PerSAM's first pass then loses a quarter of its
+    IoU), so part of the [positive, negative] prompts train with them."""
+    features = embedding[0].detach()  # (C, h, w)
+    grid = F.adaptive_avg_pool2d(torch.as_tensor(np.stack(masks)[:, None], dtype=torch.float32), features.shape[-2:])[:, 0]
+    inside = grid > 0.5
+    inside[inside.flatten(1).sum(1) == 0] = grid[inside.flatten(1).sum(1) == 0] > 0  # tiny targets: any overlap
+    flat = F.normalize(features.flatten(1), dim=0)  # (C, h·w)
+    targets = torch.stack([features.permute(1, 2, 0)[m].mean(0) for m in inside])  # (P, C)
+    similarity = F.normalize(targets, dim=1) @ flat  # (P, h·w)
+    similarity = (similarity - similarity.mean(1, keepdim=True)) / similarity.std(1, keepdim=True)
+    return similarity.sigmoid()[:, None, None], targets[:, None]
 
 
 def upscale(low_res: torch.Tensor) -> torch.Tensor:
@@ -156,12 +212,17 @@ def image_loss(sam, embedding, scene, rng):
         return None
     chosen = [targets[i] for i in rng.permutation(len(targets))[:PROMPTS]]
     use_box = rng.uniform() < 0.5
+    background = ~np.any([painted.whole for painted in scene.objects], axis=0)
+    with_negative = not use_box and background.any() and rng.uniform() < NEGATIVE_POINT
     masks, points, boxes = [], [], []
     for whole, parts in chosen:
         point = None
         if use_box:
             target = whole if not parts or rng.uniform() < 0.7 else parts[rng.integers(len(parts))]
             boxes.append(noisy_box(rng, target))
+        elif with_negative:
+            points.append([sample_point(rng, whole), sample_point(rng, background)])
+            target = whole
         else:
             point = sample_point(rng, whole)
             containing = [whole] + [p for p in parts if p[int(point[1]), int(point[0])]]
@@ -176,8 +237,10 @@ def image_loss(sam, embedding, scene, rng):
         low_res, iou = decode(sam, embedding, None, None, box_tensor, None, multimask=False)
     else:
         box_tensor = None
-        point_tensor, label_tensor = torch.tensor(points, dtype=torch.float32), torch.ones(n, 1, dtype=torch.int)
-        low_res, iou = decode(sam, embedding, point_tensor, label_tensor, None, None, multimask=True)
+        point_tensor = torch.tensor(points, dtype=torch.float32)
+        label_tensor = torch.tensor([[1, 0] if with_negative else [1]] * n, dtype=torch.int)
+        cues = guidance_cues(embedding, masks) if with_negative and rng.uniform() < GUIDED else (None, None)
+        low_res, iou = decode(sam, embedding, point_tensor, label_tensor, None, None, multimask=not with_negative, cues=cues)
     logits = upscale(low_res)
     losses = mask_losses(logits, target)
     best = losses.argmin(1)
@@ -193,13 +256,16 @@ def image_loss(sam, embedding, scene, rng):
         all_points = torch.cat([all_points, torch.tensor([[c[0]] for c in clicks], dtype=torch.float32)], 1)
         all_labels = torch.cat([all_labels, torch.tensor([[c[1]] for c in clicks], dtype=torch.int)], 1)
         with_box = box_tensor if box_tensor is not None and rng.uniform() < 0.5 else None
-        low_res, iou = decode(sam, embedding, all_points, all_labels, with_box, previous, multimask=False)
+        multimask = rng.uniform() < CORRECTIVE_MULTIMASK
+        low_res, iou = decode(sam, embedding, all_points, all_labels, with_box, previous, multimask=multimask)
         logits = upscale(low_res)
-        loss = mask_losses(logits, target)[:, 0]
+        losses = mask_losses(logits, target)
+        best = losses.argmin(1)
+        loss = losses[rows, best]
         total = total + loss.mean() + F.mse_loss(iou, true_iou(logits, target))
         parts.append(float(loss.mean().detach()))
-        previous = low_res.detach()
-        predicted = full_size(logits[:, 0])
+        previous = low_res[rows, best][:, None].detach()
+        predicted = full_size(logits[rows, best])
     return total / (1 + CORRECTIVE), parts
 
 
@@ -217,13 +283,13 @@ def learning_rate(step: int, steps: int) -> float:
     return LR * min(1.0, math.sqrt(HOLD / (step + 1)))
 
 
-def train_step(sam, optimiser, step: int, steps: int, batch: int = BATCH):
-    """One optimisation step on the step's own scenes → (loss, per-prompt-round mask losses)."""
+def train_step(sam, head, optimiser, step: int, steps: int, batch: int = BATCH, appearance_weight: float = APPEARANCE):
+    """One optimisation step on the step's own scenes → (loss, per-prompt-round mask losses + the appearance loss)."""
     for group in optimiser.param_groups:
         group["lr"] = learning_rate(step, steps)
     scenes = step_scenes(step, batch)
-    images = torch.stack([torch.as_tensor(s.image).permute(2, 0, 1).float() for s in scenes])
-    embeddings = sam.image_encoder(sam.preprocess(images))
+    images = sam.preprocess(torch.stack([torch.as_tensor(s.image).permute(2, 0, 1).float() for s in scenes]))
+    embeddings = sam.image_encoder(images)
     rng = np.random.default_rng([1, step])
     losses, rounds = [], []
     for i, scene in enumerate(scenes):
@@ -231,16 +297,17 @@ def train_step(sam, optimiser, step: int, steps: int, batch: int = BATCH):
         if found is not None:
             losses.append(found[0])
             rounds.append(found[1])
-    loss = torch.stack(losses).mean()
+    appearance = appearance_loss(head, embeddings, images)
+    loss = torch.stack(losses).mean() + appearance_weight * appearance
     optimiser.zero_grad(set_to_none=True)
     loss.backward()
-    torch.nn.utils.clip_grad_norm_(sam.parameters(), 1.0)
+    torch.nn.utils.clip_grad_norm_([*sam.parameters(), *head.parameters()], 1.0)
     optimiser.step()
-    return float(loss.detach()), np.mean(rounds, 0).tolist()
+    return float(loss.detach()), np.mean(rounds, 0).tolist() + [float(appearance.detach())]
 
 
-def make_optimiser(sam):
-    return torch.optim.AdamW(sam.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
+def make_optimiser(sam, head):
+    return torch.optim.AdamW([*sam.parameters(), *head.parameters()], lr=LR, weight_decay=WEIGHT_DECAY)
 
 
 def save_weights(sam, out: Path, log: dict):
@@ -270,17 +337,19 @@ def main(argv=None):
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--checkpoint-every", type=int, default=100)
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--appearance", type=float, default=APPEARANCE, help="weight of the appearance loss")
     parser.add_argument("--threads", type=int, default=1)  # 1: on a busy machine 2 threads were 4.5x slower
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    sam = build_miniature()
+    sam, head = build_miniature(), appearance_head()
     sam.train()
-    optimiser = make_optimiser(sam)
+    optimiser = make_optimiser(sam, head)
     state_file = args.out.with_suffix(".state.pt")
     start, history = 0, []
     if args.resume and state_file.is_file():
         state = torch.load(state_file, weights_only=False)
         sam.load_state_dict(state["model"])
+        head.load_state_dict(state["appearance_head"])
         optimiser.load_state_dict(state["optimiser"])
         start, history = state["step"], state["history"]
         print(f"resumed at step {start}")
@@ -288,16 +357,17 @@ def main(argv=None):
         raise SystemExit(f"{state_file} is at step {start}, past --steps {args.steps}")
     began = time.perf_counter()
     for step in range(start, args.steps):
-        loss, rounds = train_step(sam, optimiser, step, args.steps)
+        loss, rounds = train_step(sam, head, optimiser, step, args.steps, appearance_weight=args.appearance)
         history.append([step, loss] + rounds)
         if step % 20 == 0 or step == args.steps - 1:
             print(f"step {step:5d}  loss {loss:.4f}  rounds {' '.join(f'{r:.3f}' for r in rounds)}  "
                   f"({time.perf_counter() - began:.0f} s)", flush=True)
         if (step + 1) % args.checkpoint_every == 0:
-            torch.save({"model": sam.state_dict(), "optimiser": optimiser.state_dict(), "step": step + 1,
+            torch.save({"model": sam.state_dict(), "appearance_head": head.state_dict(),
+                        "optimiser": optimiser.state_dict(), "step": step + 1,
                         "history": history}, state_file)
     params = sum(p.numel() for p in sam.parameters())
-    log = {"config": CONFIG, "batch": BATCH, "steps": args.steps, "parameters": params,
+    log = {"config": CONFIG, "batch": BATCH, "steps": args.steps, "appearance": args.appearance, "parameters": params,
            "torch": torch.__version__, "first_steps": history[:3], "history": history}
     save_weights(sam.eval(), args.out, log)
     print(f"wrote {args.out} ({params} parameters)")
