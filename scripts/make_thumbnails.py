@@ -3,7 +3,10 @@ test-engine ComfyUI with the built-in models, as scripts/demo.py maps them), and
 ``workflows/<title>.jpg`` shows the graph's input photo(s) above the images it produced. Current ComfyUI serves a
 pack's template pictures as ``/api/workflow_templates/<pack>/<template>.jpg``, the same name as the template's ``.json``.
 
-    python scripts/make_thumbnails.py        (after scripts/make_example_set.py and scripts/make_workflows.py)
+    python scripts/make_thumbnails.py [persam_ ...]   (after scripts/make_example_set.py and scripts/make_workflows.py)
+
+With arguments, only the templates whose API name starts with one of them (``persam_``: the PerSAM pictures alone,
+after the miniature SAM changed).
 
 DICEPTION's templates run on the miniature DICEPTION (scripts/miniature_diception) and scenes of its world
 (workflows/images/example_scene.png, example_red_scene.png), in one step as it was taught: real depth, normals and
@@ -97,13 +100,16 @@ def thumbnail(inputs: list, outputs: list) -> Image.Image:
     return card
 
 
-def main() -> int:
+def main(prefixes=()) -> int:
+    names = [name for name in TITLES if not prefixes or name.startswith(tuple(prefixes))]
+    if not names:
+        raise SystemExit(f"no template's API name starts with {' or '.join(prefixes)}; names: {', '.join(TITLES)}")
     with tempfile.TemporaryDirectory() as work:
         engine = LocalComfyUI(work)
         try:
             for image in (ROOT / "workflows" / "images").glob("*.png"):
                 shutil.copy(image, engine.dirs["input"])
-            for name in TITLES:
+            for name in names:
                 workflow = tiny(json.loads((ROOT / "workflows" / "api" / f"{name}.json").read_text()))
                 entry = engine.client.run(workflow)
                 marks = reference_marks(workflow)
@@ -121,4 +127,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
