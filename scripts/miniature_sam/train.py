@@ -57,7 +57,7 @@ CONFIG = {  # the miniature's sizes (the loader reads them back off the weights)
     "encoder_global_attn_indexes": [2], "window_size": 8, "prompt_embed_dim": 64, "decoder_depth": 2,
     "decoder_mlp_dim": 256, "decoder_num_heads": 2,
 }
-STEPS = 4000  # the committed weights (sam_miniature.log.json): about 25 min with one thread while the other core trains too
+STEPS = 4000  # the committed weights (sam_miniature.log.json): about 26 min with one thread while the other core trains too
 BATCH = 8  # images per step
 PROMPTS = 3  # objects prompted per image
 CORRECTIVE = 1  # corrective clicks after the first prompt
@@ -186,7 +186,8 @@ def guidance_cues(embedding: torch.Tensor, masks: list):
     features = embedding[0].detach()  # (C, h, w)
     grid = F.adaptive_avg_pool2d(torch.as_tensor(np.stack(masks)[:, None], dtype=torch.float32), features.shape[-2:])[:, 0]
     inside = grid > 0.5
-    inside[inside.flatten(1).sum(1) == 0] = grid[inside.flatten(1).sum(1) == 0] > 0  # tiny targets: any overlap
+    tiny = ~inside.flatten(1).any(1)
+    inside[tiny] = grid[tiny] > 0  # a target under half of every cell: the cells it touches
     flat = F.normalize(features.flatten(1), dim=0)  # (C, h·w)
     targets = torch.stack([features.permute(1, 2, 0)[m].mean(0) for m in inside])  # (P, C)
     similarity = F.normalize(targets, dim=1) @ flat  # (P, h·w)
