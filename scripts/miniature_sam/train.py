@@ -15,8 +15,9 @@ head against each output's true IoU. AdamW with linear warm-up and an inverse-sq
 
 Three additions, each for a property of SAM's released model that PerSAM relies on and a small model trained for
 masks alone lacks (measured in docs/miniatures.md, "What PerSAM needs from a SAM"):
-- ``appearance_loss``: a linear read-out of each patch's pixels from the image embedding (SAM's encoder is
-  MAE-pretrained, its features keep what things look like; PerSAM's location prior compares them);
+- ``appearance_loss``: a linear read-out of each patch's pixels and of its neighbourhood (``CONTEXT``) from the
+  image embedding (SAM's encoder is MAE-pretrained, its features keep what things and their surroundings look
+  like; PerSAM's location prior compares them);
 - ``NEGATIVE_POINT``: some point prompts are [a positive point, a negative point on the background] with one
   output (PerSAM's first pass), and ``CORRECTIVE_MULTIMASK``: some corrective rounds answer with the three outputs
   (PerSAM's refinement passes ask for three outputs with a mask input and a box);
@@ -66,6 +67,7 @@ CORRECTIVE_MULTIMASK = 0.5  # share of corrective rounds answered with the three
 GUIDED = 0.5  # share of those [positive, negative] first prompts decoded with PerSAM's two cues (``guidance_cues``)
 LR, WARMUP, HOLD, WEIGHT_DECAY = 1e-3, 30, 400, 0.05  # HOLD: steps at the full rate before the decay
 APPEARANCE = 1.0  # weight of the appearance loss (``appearance_loss``) beside the mask losses
+CONTEXT = 1  # the appearance read-out also gives the patches around each patch, CONTEXT of them on each side
 
 
 def build_miniature(seed: int = 0) -> Sam:
@@ -99,19 +101,32 @@ def build_miniature(seed: int = 0) -> Sam:
 
 
 def appearance_head(seed: int = 1) -> torch.nn.Conv2d:
-    """A linear read-out of each patch's pixels from the image embedding, trained beside SAM and then discarded
-    (as MAE's decoder is). SAM's image encoder is MAE-pretrained (Kirillov et al. 2023, §3), so its features keep
-    what things look like; a miniature trained for masks alone learns edges and objectness but not colour, and
-    PerSAM's location prior (a cosine similarity of features) then cannot tell a subject from its recoloured
-    look-alike."""
+    """A linear read-out of ``appearance_target`` (each patch's pixels and its neighbourhood) from the image
+    embedding, trained beside SAM and then discarded (as MAE's decoder is). SAM's image encoder is MAE-pretrained
+    (Kirillov et al. 2023, §3), so its features keep what things look like; a miniature trained for masks alone
+    learns edges and objectness but not colour, and PerSAM's location prior (a cosine similarity of features) then
+    cannot tell a subject from its recoloured look-alike. The neighbourhood: a look-alike that keeps the subject's
+    part matches it patch for patch on that part, unless each feature also describes what lies around it."""
     torch.manual_seed(seed)
     c = CONFIG
-    return torch.nn.Conv2d(c["prompt_embed_dim"], 3 * c["patch_size"] ** 2, 1)
+    window = 2 * (2 * CONTEXT + 1)
+    return torch.nn.Conv2d(c["prompt_embed_dim"], 3 * c["patch_size"] ** 2 + 3 * window**2, 1)
+
+
+def appearance_target(images: torch.Tensor) -> torch.Tensor:
+    """Per patch: its normalised pixels, then its neighbourhood of (2·CONTEXT + 1)² patches at a quarter of the
+    resolution (each patch as 2 × 2 averages) → (B, 3·p² + 3·(2(2·CONTEXT + 1))², h, w)."""
+    p = CONFIG["patch_size"]
+    pooled = F.avg_pool2d(images, p // 2)
+    window = 2 * (2 * CONTEXT + 1)
+    around = F.unfold(pooled, window, padding=2 * CONTEXT, stride=2)
+    h, w = images.shape[-2] // p, images.shape[-1] // p
+    return torch.cat([F.pixel_unshuffle(images, p), around.reshape(images.shape[0], -1, h, w)], 1)
 
 
 def appearance_loss(head, embeddings: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-    """Mean squared error of the patches' normalised pixels read out of the embeddings (B, C, h, w)."""
-    return F.mse_loss(head(embeddings), F.pixel_unshuffle(images, CONFIG["patch_size"]))
+    """Mean squared error of ``appearance_target`` read out of the embeddings (B, C, h, w)."""
+    return F.mse_loss(head(embeddings), appearance_target(images))
 
 
 # ---- prompts sampled from ground truth ----------------------------------------------------------------------------
