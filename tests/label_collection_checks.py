@@ -3,6 +3,7 @@ decoded for comparison, the command line run as a separate driver process (killa
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -38,11 +39,21 @@ def write_manifest(path: Path, tag: str, photos, extra=()) -> list:
     return rows
 
 
+# Ray's token authentication, as docs/labeller.md "A real cluster" sets it up: one token for the head and every
+# process that joins it. Ray 2.60's `ray start --head` no longer writes a missing token (it refuses to start), so
+# the tests make one, in the environment, never in the user's ~/.ray.
+CLUSTER_TOKEN = secrets.token_hex(32)
+
+
+def ray_environment() -> dict:
+    return {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": CLUSTER_TOKEN}
+
+
 def start(args, log: Path) -> subprocess.Popen:
     """The driver as its own process group (``python -m scripts.label_collection``), output into ``log``."""
     return subprocess.Popen([sys.executable, "-m", "scripts.label_collection", *map(str, args)], cwd=ROOT,
                             stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True,
-                            env={**os.environ, "RAY_AUTH_MODE": "token"})  # as `ray start --head` (below) has it
+                            env=ray_environment())  # the token of `ray start --head` (below)
 
 
 def free_port() -> int:
@@ -76,7 +87,7 @@ class RayHead:
                    "--disable-usage-stats", "--min-worker-port", str(low), "--max-worker-port", str(low + 200)]
         command += [str(a) for item in ports.items() for a in item]
         self.proc = subprocess.Popen(command, stdout=open(self.log, "w"), stderr=subprocess.STDOUT, start_new_session=True,
-                                     env={**os.environ, "RAY_AUTH_MODE": "token"})
+                                     env=ray_environment())
         self.address = f"127.0.0.1:{port}"
         deadline = time.time() + timeout
         while "--block" not in self.log.read_text() or "ray start --address" not in self.log.read_text():
