@@ -19,7 +19,10 @@ from models.diception.finetune import TrainingSettings, train_adapter
 from scripts.miniature_diception import measure, new_task, train, vae, world
 
 LOG = json.loads(train.LOG.read_text())
-STEP_TOLERANCE = 1e-4  # relative; other CPUs' fp32 kernels differ ~1e-6, a changed recipe or world moves them far more
+# relative. Measured: the transformer's two logged losses differ by 1.7e-4 and 2.2e-4 on an AMD EPYC without AVX-512
+# (the log was written on a machine with it; the VAE's agree to 1e-6); two consecutive steps' batches differ by 10 %,
+# so a changed world, seed or architecture still moves them far past this
+STEP_TOLERANCE = 2e-3
 
 
 @pytest.fixture(scope="module")
