@@ -5,10 +5,11 @@ import json
 import shutil
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
-from comfy_server import ComfyError
+from comfy_server import BUILDS, ComfyError
 from graphs import load_diception, perceive
 from PIL import Image
 from safetensors.torch import save_file
@@ -101,6 +102,9 @@ def test_train_save_and_reload_in_a_fresh_server(comfy, tmp_path):
     # built-in tasks on the adapted model, and the loaded model in another graph after training: as before
     assert np.array_equal(arrays(comfy, entry, "builtin")[0], before)
     assert np.array_equal(arrays(comfy, comfy.run(base_graph("base_after")), "base_after")[0], before)
+    listed(comfy, Path(saved).stem)  # Load DICEPTION Adapter lists it once on this build (its LoRA folders)
+    if comfy.build.path != BUILDS[-1].path:
+        return  # reading the file back in a new process is the pack's own code: once, on the newest build
 
     fresh = LocalComfyUI(tmp_path / "fresh", comfy.build)
     try:

@@ -79,6 +79,23 @@ NODE_BOXES = """() => { const c = app.canvas.canvas.getBoundingClientRect(), s =
     const b = n.boundingRect; return [n.id, n.type, b[0], b[1], b[2], b[3]]; }); }"""
 
 
+def settled_boxes(editor, still_ms=300, timeout_ms=10000) -> list:
+    """NODE_BOXES once they stop moving: in Nodes 2.0 the DOM nodes' boxes settle at a new scale over a few frames
+    (the classic canvas's are graph-space, read at once). Polled every 50 ms until unchanged for ``still_ms``."""
+    boxes = editor.js(NODE_BOXES)
+    if editor.mode != "nodes2":
+        return boxes
+    still, waited = 0, 0
+    while still < still_ms:
+        assert waited < timeout_ms, f"the node boxes kept moving for {timeout_ms} ms"
+        editor.page.wait_for_timeout(50)
+        waited += 50
+        again = editor.js(NODE_BOXES)
+        still = still + 50 if again == boxes else 0
+        boxes = again
+    return boxes
+
+
 def test_every_template_opens_with_its_widget_values_readable_and_with_no_overlapping_nodes(editor):
     """Each template, opened from the template browser, loads with its nodes' widget values and titles (PerSAM 4's
     say which reference each box line belongs to) and no missing-node warning. Issue 19: Nodes 2.0 draws nodes taller than the classic canvas, and the templates were laid out for classic
@@ -115,9 +132,7 @@ def test_every_template_opens_with_its_widget_values_readable_and_with_no_overla
             return [(x + ds.offset[0]) * ds.scale, (y + ds.offset[1]) * ds.scale, r.width, r.height]; }""")
         assert 0 <= corner[0] < corner[2] / 2 and 0 <= corner[1] < corner[3] / 2, (name, corner)  # the graph starts on screen
         editor.js("() => { app.canvas.ds.scale = 1; app.canvas.setDirty(true, true); }")  # no level-of-detail shrinking
-        if editor.mode == "nodes2":
-            page.wait_for_timeout(800)  # the DOM nodes' boxes settle at the new scale (the classic canvas's are graph-space)
-        boxes = editor.js(NODE_BOXES)
+        boxes = settled_boxes(editor)
         for a, b in itertools.combinations(boxes, 2):
             ax, ay, aw, ah = a[2:]
             bx, by, bw, bh = b[2:]

@@ -1,10 +1,10 @@
 """scripts/label_collection.py with the engine in-process (models/, no ComfyUI) on two CPU workers of Ray Data (a
-Ray cluster of the test session's own, joined with ``--address``), the tiny models: every job once; a worker SIGKILLed
-after a quarter (Ray restarts it and retries its job); the driver SIGKILLed at half-way and resumed, with one picture
+Ray cluster of the test session's own, joined with ``--address``), the tiny models: every job once, in a run where a
+worker is SIGKILLed after a quarter (Ray restarts it and retries its job; one run serves both rules); the driver SIGKILLed at half-way and resumed, with one picture
 changed meanwhile (that job runs again); the answers equal the nodes' (DICEPTION depth through Save Depth; PerSAM
 masks) on a real ComfyUI (the newest build); files read as Load Image reads them (every frame, truncated files, EXIF orientation).
 
-About 2 minutes on a quiet 2-core machine (four Ray runs of 8 jobs; the node comparisons on the newest ComfyUI build)."""
+About 1.5 minutes on a quiet 2-core machine (three Ray runs of 8 jobs and one of 3 PerSAM jobs; the node comparisons on the newest ComfyUI build)."""
 
 import io
 import json
@@ -57,16 +57,26 @@ def photos(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def labelled(photos, cluster, tmp_path_factory):
-    """One run over all the photos and an unreadable file: (output folder, good rows, exit code, log)."""
+    """One run over all the photos and an unreadable file, with one of its two workers SIGKILLed once a quarter of
+    the jobs are done (Ray starts another and retries the job it held): (output folder, good rows, exit code, log)."""
     root = tmp_path_factory.mktemp("engine")
     broken = root / "broken.png"
     broken.write_bytes(b"not an image")
     rows = write_manifest(root / "jobs.jsonl", "all", photos, [{"id": "all/broken.png", "image": str(broken)}])
-    code = run(command(cluster, root / "jobs.jsonl", root / "out"), root / "run.log")
-    return root / "out", rows[:-1], code, root / "run.log"
+    out, log = root / "out", root / "run.log"
+    driver = start(command(cluster, root / "jobs.jsonl", out), log)
+    try:
+        wait_for(out, JOBS // 4, driver, log)
+        victim = int(sorted((out / ".runs").glob("*.jsonl"))[0].stem.rsplit("-", 1)[1])
+        os.kill(victim, signal.SIGKILL)
+        code = driver.wait(timeout=600)
+    except BaseException:
+        kill_group(driver)
+        raise
+    return out, rows[:-1], code, log
 
 
-def test_engine_labels_every_job_once_on_two_workers(labelled):
+def test_engine_labels_every_job_once_on_two_workers_one_of_them_killed(labelled):
     out, rows, code, log = labelled
     assert code == 1, log.read_text()[-3000:]  # the unreadable file failed, alone
     summary = json.loads((out / "summary.json").read_text())
@@ -78,10 +88,11 @@ def test_engine_labels_every_job_once_on_two_workers(labelled):
         depth = np.load(folder / "depth.npy")
         assert depth.dtype == np.float32 and depth.shape == (32, 40) and np.asarray(Image.open(folder / "depth.png")).dtype == np.uint16
     workers = {json.loads((f / "job.json").read_text())["worker"] for f in found.values()}
-    # no more workers than asked (which of them gets how many jobs is Ray's scheduling: on a loaded machine one
-    # worker, ready first, has taken all 8 tiny jobs)
-    assert 1 <= len(workers) <= WORKERS, workers
-    assert set(starts(out).values()) == {1}
+    # the killed worker and the one Ray starts in its place, and the other (which of them gets how many jobs is
+    # Ray's scheduling: on a loaded machine one worker, ready first, has taken all the jobs)
+    assert 1 <= len(workers) <= WORKERS + 1, workers
+    # the killed worker's job was started again (by the other worker or the one Ray starts in its place), no other
+    assert max(starts(out).values()) <= 2 and sum(n > 1 for n in starts(out).values()) <= 1, starts(out)
 
 
 ENGINE_EQUALS_NODES = pytest.mark.newest_build("the pack's own code on both sides; Load Image's build differences are "
@@ -111,26 +122,6 @@ def test_engine_answers_equal_the_nodes(labelled, comfy, tmp_path):
         assert npy.max() <= NPY_TOLERANCE, (row["id"], npy.max())
         png = np.abs(decoded(node[".png"]).astype(np.int64) - decoded(found[row["id"]] / "depth.png").astype(np.int64))
         assert png.max() <= 1, (row["id"], png.max())
-
-
-def test_engine_worker_killed_after_a_quarter(photos, cluster, tmp_path):
-    rows = write_manifest(tmp_path / "jobs.jsonl", "kill", photos)
-    out = tmp_path / "out"
-    driver = start(command(cluster, tmp_path / "jobs.jsonl", out), tmp_path / "run.log")
-    wait_for(out, JOBS // 4, driver, tmp_path / "run.log")
-    victim = int(sorted((out / ".runs").glob("*.jsonl"))[0].stem.rsplit("-", 1)[1])
-    os.kill(victim, signal.SIGKILL)
-    try:
-        code = driver.wait(timeout=600)
-    except Exception:
-        kill_group(driver)
-        raise
-    assert code == 0, (tmp_path / "run.log").read_text()[-3000:]
-    summary = json.loads((out / "summary.json").read_text())
-    assert (summary["done"], summary["failed"]) == (JOBS, 0)
-    check_exactly_once(out, rows)
-    # the killed worker's job was started again (by the other worker or the one Ray starts in its place), no other
-    assert max(starts(out).values()) <= 2 and sum(n > 1 for n in starts(out).values()) <= 1  # only its job again
 
 
 def test_engine_driver_killed_at_half_way_then_resumed(photos, cluster, tmp_path):
