@@ -224,3 +224,23 @@ def test_the_documented_install_line_works_in_a_fresh_venv(tmp_path):
                             "print(sorted(m.distribution('comfyui-diception-persam').read_text('top_level.txt').split()))"],
                            capture_output=True, text=True, timeout=300)
     assert check.returncode == 0 and check.stdout.strip() == "[]", check.stderr[-2000:]
+
+
+def test_the_workers_get_the_code_without_the_miniatures_weights(tmp_path):
+    """What Ray uploads for ``py_modules`` (its own packaging, with the labeller's ``excludes``): the code, not the
+    20 MB of miniature weights under scripts/ (every cluster received them; no labeller reads them)."""
+    import zipfile
+
+    from ray._private.runtime_env.packaging import create_package
+
+    from scripts.collection.pipeline import UPLOAD_EXCLUDES
+
+    sizes = {}
+    for folder in ("scripts", "models"):
+        target = tmp_path / f"{folder}.zip"
+        create_package(str(ROOT / folder), target, include_gitignore=True, include_parent_dir=True, excludes=UPLOAD_EXCLUDES)
+        names = zipfile.ZipFile(target).namelist()
+        assert f"{folder}/collection/pipeline.py" in names or f"{folder}/persam/cascade.py" in names, names[:20]
+        assert not [n for n in names if n.endswith(".safetensors") or "__pycache__" in n], names
+        sizes[folder] = target.stat().st_size
+    assert sizes["scripts"] < 2 << 20, sizes

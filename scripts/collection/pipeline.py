@@ -18,6 +18,9 @@ from ray.data import ActorPoolStrategy
 from .server_slots import ServerSlots
 
 ROOT = Path(__file__).resolve().parents[2]
+# Not sent to the workers with the code: the miniature models' weights and logs (20 MB under scripts/, used by the
+# benches and the demo, never by a labeller) and byte-code (gitignore syntax, relative to each package folder).
+UPLOAD_EXCLUDES = ["*.safetensors", "*.log.json", "__pycache__/"]
 
 
 def start(address=None, num_cpus=None, num_gpus=None) -> None:
@@ -25,7 +28,7 @@ def start(address=None, num_cpus=None, num_gpus=None) -> None:
     travel to the workers (``py_modules``), so the cluster's machines need its requirements, not a checkout."""
     if ray.is_initialized():
         return
-    runtime_env = {"py_modules": [str(ROOT / "scripts"), str(ROOT / "models")]}
+    runtime_env = {"py_modules": [str(ROOT / "scripts"), str(ROOT / "models")], "excludes": UPLOAD_EXCLUDES}
     local = {} if address else {"num_cpus": num_cpus, "num_gpus": num_gpus, "include_dashboard": False}
     quiet()
     try:
