@@ -20,8 +20,8 @@ from scripts.miniature_diception import measure, new_task, train, vae, world
 
 LOG = json.loads(train.LOG.read_text())
 # relative. Measured: the transformer's two logged losses differ by 1.7e-4 and 2.2e-4 on an AMD EPYC without AVX-512
-# (the log was written on a machine with it; the VAE's agree to 1e-6); two consecutive steps' batches differ by 10 %,
-# so a changed world, seed or architecture still moves them far past this
+# (the log was written on another machine; the VAE's agree); two consecutive steps' batches differ by 10 %, so a
+# changed world, seed or architecture still moves them far past this
 STEP_TOLERANCE = 2e-3
 
 
