@@ -14,7 +14,7 @@ from conftest import FIXTURES
 from safetensors.torch import load_file
 
 from models.persam import encode_image, encode_images, load_sam, make_reference, make_reference_set, segment
-from models.persam.cascade import Segmentation, refine_with_box, suppress
+from models.persam.cascade import Segmentation, persam_f_segment, persam_segment, refine_with_box, suppress
 from models.persam.features import as_uint8_image, as_uint8_mask, mask_on_grid
 from models.persam.location_prior import attention_similarity, location_prior, reference_prior, select_points, target_embedding
 from models.persam.predict import predict
@@ -112,23 +112,26 @@ def test_the_mean_loss_of_references_is_the_mean_of_their_losses():
 
 
 def test_negatives_lower_the_prior_only_where_they_beat_the_positives(sam):
-    """S = P − max(0, N − P), one negative point per negative where N − P is largest (and > 0)."""
+    """S = P − max(0, N − P); no negative point is added (the prompt's points are the prior's own)."""
     ref = load_file(str(PERSAM / "persam_reference.safetensors"))
     image, mask = ref["ref_image"].numpy(), ref["ref_mask_rgb"][..., 0].numpy() > 0
     features = encode_image(sam, image)
     positive = make_reference(sam, image, mask.astype(np.float32)).embedding
     background = make_reference(sam, image, (~mask).astype(np.float32)).embedding
     test = encode_image(sam, load_file(str(PERSAM / "persam_test1.safetensors"))["image"].numpy())
-    plain, _, none = reference_prior(positive, test, sam)
-    lowered, _, points = reference_prior(positive, test, sam, background)
+    plain, _ = reference_prior(positive, test, sam)
+    lowered, _ = reference_prior(positive, test, sam, background)
     negative = location_prior(background, test, sam)
     beaten = negative > plain
-    assert len(none) == 0 and beaten.any() and (~beaten).any()
+    assert beaten.any() and (~beaten).any()
     assert torch.equal(lowered[~beaten], plain[~beaten])
     assert torch.allclose(lowered[beaten], 2 * plain[beaten] - negative[beaten])
-    x, y = points[0].tolist()
-    assert len(points) == 1 and beaten[y, x] and float(negative[y, x] - plain[y, x]) == float((negative - plain).max())
     assert features.features.shape == test.features.shape
+    # the prompts: PerSAM's [positive, negative] and PerSAM-F's positive point, both from the lowered prior only
+    for segment, with_negative in ((persam_segment(sam, test, positive, negatives=background), True),
+                                   (persam_f_segment(sam, test, positive, torch.tensor([1.0, 0.0, 0.0]), negatives=background), False)):
+        points, labels = select_points(lowered, negative=with_negative)
+        assert torch.equal(segment.points, points) and torch.equal(segment.labels, labels)
 
 
 @pytest.fixture(scope="module")

@@ -30,14 +30,13 @@ def persam_segment(sam, image, embedding, exclude=None, previous_box=None, negat
     """Training-free PerSAM: [positive, negative] points with target-guided attention and target-semantic
     prompting (pass 1); refinement with pass 1's logits (pass 2, best of 3); then with pass 2's box (pass 3).
     ``embedding`` (K, 1, C): one target embedding per reference (K = 1: the official one-shot PerSAM);
-    ``negatives`` (M, 1, C): embeddings of what must not be selected (``reference_prior``: they lower the prior
-    and add negative points); ``guidance``: which embedding prompts the decoder (``guidance_embedding``).
+    ``negatives`` (M, 1, C): embeddings of what must not be selected (``reference_prior``: they lower the
+    prior); ``guidance``: which embedding prompts the decoder (``guidance_embedding``).
     ``exclude`` (H, W) bool: pixels already explained (other instances) get the prior's minimum.
     ``previous_box``: video, the previous frame's box of this instance also prompts pass 1 (``carried_prompt``)."""
-    similarity, priors, negative_points = reference_prior(embedding, image, sam, negatives)
+    similarity, priors = reference_prior(embedding, image, sam, negatives)
     similarity = suppress(similarity, exclude)
     points, labels = select_points(similarity, negative=True)
-    points, labels = with_negative_points(points, labels, negative_points)
     target = guidance_embedding(embedding, priors, points[0], guidance)
     points, labels, box = carried_prompt(points, labels, previous_box, *image.original_size)
     attn_sim = attention_similarity(similarity, image.features.shape[-2:])
@@ -49,13 +48,11 @@ def persam_segment(sam, image, embedding, exclude=None, previous_box=None, negat
 
 
 def persam_f_segment(sam, image, embedding, weights, exclude=None, previous_box=None, negatives=None) -> Segmentation:
-    """PerSAM-F: positive point only (and the negative references' points); the three multimask logits mixed
-    with the learned scale-aware weights, then two box-prompted refinements. The other arguments as in
-    ``persam_segment``."""
-    similarity, _, negative_points = reference_prior(embedding, image, sam, negatives)
+    """PerSAM-F: positive point only; the three multimask logits mixed with the learned scale-aware weights, then
+    two box-prompted refinements. The other arguments as in ``persam_segment``."""
+    similarity, _ = reference_prior(embedding, image, sam, negatives)
     similarity = suppress(similarity, exclude)
     points, labels = select_points(similarity, negative=False)
-    points, labels = with_negative_points(points, labels, negative_points)
     points, labels, box = carried_prompt(points, labels, previous_box, *image.original_size)
     first = predict(sam, image, points, labels, box=box, multimask=True)
     logit_high = weighted_logits(first.logit_high, weights)
@@ -67,13 +64,6 @@ def persam_f_segment(sam, image, embedding, weights, exclude=None, previous_box=
         return result
     second = result.passes["pass2"]
     return refine_with_box(sam, image, result, second.mask(second.best()), second.logits[second.best()][None], "pass3")
-
-
-def with_negative_points(points, labels, negative_points):
-    """The location prior's points followed by the negative references' points (label 0)."""
-    if not len(negative_points):
-        return points, labels
-    return torch.cat([points, negative_points.to(points.dtype)]), torch.cat([labels, labels.new_zeros(len(negative_points))])
 
 
 def suppress(similarity: torch.Tensor, exclude) -> torch.Tensor:

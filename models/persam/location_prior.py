@@ -61,20 +61,15 @@ def reference_prior(embeddings: torch.Tensor, image, sam, negatives=None):
     (K, 1, C); with ``negatives`` (M, 1, C), pixels that match some negative better than every positive are
     lowered by that margin, ``S = P − max(0, N − P)`` (P, N: best positive / negative cosine). With one
     positive and no negatives this is ``location_prior`` itself, bit for bit.
-    Returns (S (H, W), per-reference priors (K, H, W), negative points (M', 2) as (x, y)): one negative
-    point per negative reference that beats the positives somewhere, where its margin ``N_j − P`` is largest."""
+    Returns (S (H, W), per-reference priors (K, H, W)). A negative only lowers the prior (the positive point and
+    target-guided attention move off the look-alike); it adds no negative point: on the miniature SAM such a point
+    trimmed the subject's mask where the two lie close (docs/persam.md, "Several references and negatives")."""
     priors = torch.stack([location_prior(e, image, sam) for e in embeddings])
     positive = priors[0] if len(priors) == 1 else priors.amax(0)
     if negatives is None or not len(negatives):
-        return positive, priors, torch.zeros(0, 2, dtype=torch.long)
+        return positive, priors
     margins = torch.stack([location_prior(e, image, sam) for e in negatives]) - positive  # (M, H, W)
-    similarity = positive - margins.amax(0).clamp(min=0)
-    points = []
-    for margin in margins:
-        if float(margin.max()) > 0:
-            index = int(margin.flatten().argmax())
-            points.append([index % margin.shape[1], index // margin.shape[1]])
-    return similarity, priors, torch.tensor(points, dtype=torch.long).reshape(-1, 2)
+    return positive - margins.amax(0).clamp(min=0), priors
 
 
 def guidance_embedding(embeddings: torch.Tensor, priors: torch.Tensor, point, rule: str = "best") -> torch.Tensor:
