@@ -127,6 +127,14 @@ def publish_file(temp: Path, final: Path) -> None:
     remove(temp)
 
 
+def replace_file(path: Path, write) -> Path:
+    """Write ``path`` anew (a training state, a regenerated file): ``write(file)`` fills a temporary name beside it,
+    which then replaces ``path`` in one rename. A kill or a full disk mid-write leaves the earlier file as it was."""
+    temp = write_bytes(temporary_name(path.parent, path.name), write)
+    os.replace(temp, path)
+    return path
+
+
 def publish_folder(temp: Path, final: Path) -> None:
     """Rename the complete folder ``temp`` to ``final`` unless ``final`` exists and is not an empty folder
     (``FileExistsError``); then flush the parent's entries."""

@@ -224,3 +224,23 @@ def test_a_dataset_that_loses_the_race_for_its_name_takes_the_next_with_configs_
     assert f"{folder.as_posix()}/images" in (folder / "dataset.toml").read_text(encoding="utf-8")
     assert str(folder) in (folder / "README.txt").read_text(encoding="utf-8")
     assert sorted(p.name for p in (tmp_path / "db").iterdir()) == ["dog", "dog_001"]  # no temporary left
+
+
+def test_a_rewritten_file_is_the_old_one_or_the_new_one_never_half(tmp_path):
+    """models/publish.py ``replace_file`` (the miniatures' training states and weights): a write that fails half-way
+    (here an exception after half the bytes, as a kill or a full disk would stop it) leaves the earlier file and no
+    temporary one; a complete write replaces it."""
+    from models.publish import replace_file
+
+    path = tmp_path / "state.pt"
+    path.write_bytes(b"old state")
+
+    def half_then_fail(file):
+        file.write(b"new st")
+        raise OSError("the disk is full")
+
+    with pytest.raises(OSError, match="disk is full"):
+        replace_file(path, half_then_fail)
+    assert path.read_bytes() == b"old state" and [p.name for p in tmp_path.iterdir()] == ["state.pt"]
+    replace_file(path, lambda file: file.write(b"new state"))
+    assert path.read_bytes() == b"new state" and [p.name for p in tmp_path.iterdir()] == ["state.pt"]

@@ -54,6 +54,7 @@ from models.diception import finetune  # noqa: E402
 from models.diception.checkpoint import flatten  # noqa: E402
 from models.diception.pipeline import point_slots  # noqa: E402
 from models.diception.transformer import diception_forward  # noqa: E402
+from models.publish import deterministic_safetensors, replace_file  # noqa: E402
 from scripts.miniature_diception import targets  # noqa: E402
 from scripts.miniature_diception.examples import SIZE, Encoded, HeldOutCheck, held_out_check  # noqa: E402
 from scripts.miniature_diception.initialisation import clip_text_encoders, positional_routing  # noqa: E402
@@ -103,8 +104,8 @@ def train_vae(args):
         if (step + 1) % 50 == 0 or step + 1 == steps:
             log(f"vae step {step + 1}/{steps} rec {np.mean(history[-50:]):.4f} ({time.time() - t0:.0f} s)")
             WEIGHTS.mkdir(exist_ok=True)
-            torch.save({"model": vae.state_dict(), "optimiser": optimiser.state_dict(), "step": step + 1, "history": history},
-                       state_file)
+            state = {"model": vae.state_dict(), "optimiser": optimiser.state_dict(), "step": step + 1, "history": history}
+            replace_file(state_file, lambda f: torch.save(state, f))  # a kill mid-write keeps the last state
     vae.eval()
     with torch.no_grad():  # SD3's latent normalisation, from the training images' latents
         z = torch.cat([vae.encode(full_images(range(9_000_000, 9_000_064), k)).latent_dist.mode() for k in range(6)])
@@ -154,8 +155,6 @@ def build_point_encoder(dim: int):
 def write_checkpoint(transformer, point_encoder, path: Path) -> None:
     """The DICEPTION checkpoint's five parts (as ``DICEPTION_v1.pth`` holds them), flattened into ``.safetensors``
     (the pack's converter's layout), fp16, written crash-safe."""
-    from models.publish import deterministic_safetensors, publish_file, remove, temporary_name, write_bytes
-
     sd = point_encoder.state_dict()
     parts = {
         "transformer": {k: v for k, v in transformer.state_dict().items() if k != "pos_embed.pos_embed"},
@@ -166,15 +165,7 @@ def write_checkpoint(transformer, point_encoder, path: Path) -> None:
     }
     flat = {k: v.detach().to(torch.float16).contiguous() for k, v in flatten(parts).items()}
     blob = deterministic_safetensors(flat, {"format": "pt", "trained_by": "scripts/miniature_diception/train.py"})
-    temp = temporary_name(path.parent, path.name)
-    write_bytes(temp, lambda f: f.write(blob))
-    if path.exists():
-        path.unlink()
-    try:
-        publish_file(temp, path)
-    finally:
-        if temp.exists():
-            remove(temp)
+    replace_file(path, lambda f: f.write(blob))
 
 
 # --- the transformer ----------------------------------------------------------------------------------------
@@ -351,8 +342,9 @@ def train_transformer(args):
             checks[str(step + 1)] = held_out_check(transformer, point_encoder, check, embeds)
             log(f"held-out one-step latent error / mean answer's at step {step + 1}: {checks[str(step + 1)]}")
         if (step + 1) % STATE_EVERY == 0 or step + 1 == steps:
-            torch.save({"transformer": transformer.state_dict(), "points": point_encoder.state_dict(),
-                        "optimiser": optimiser.state_dict(), "step": step + 1, "history": history, "checks": checks}, state_file)
+            state = {"transformer": transformer.state_dict(), "points": point_encoder.state_dict(),
+                     "optimiser": optimiser.state_dict(), "step": step + 1, "history": history, "checks": checks}
+            replace_file(state_file, lambda f: torch.save(state, f))  # a kill mid-write keeps the last state
         if args.snapshot and time.time() - last_snapshot > SNAPSHOT_SECONDS:
             snapshot(transformer.eval(), point_encoder.eval(), args.snapshot)
             transformer.train(), point_encoder.train()

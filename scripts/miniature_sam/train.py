@@ -50,6 +50,7 @@ if str(ROOT) not in sys.path:
 
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer  # noqa: E402
 
+from models.publish import replace_file  # noqa: E402
 from scripts.miniature_sam.world import SIZE, training_scene  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "sam_miniature.safetensors"
@@ -328,10 +329,8 @@ def make_optimiser(sam, head):
 
 def save_weights(sam, out: Path, log: dict):
     """The weights (segment_anything key names) and the training log, each written under a temporary name and
-    published only when complete (models/publish.py); an earlier file of the same name is replaced only then."""
+    then renamed over the earlier file (models/publish.py ``replace_file``): a kill mid-write leaves the old one."""
     from safetensors.torch import save
-
-    from models.publish import publish_file, remove, temporary_name, write_bytes
 
     state = {k: v.detach().float().contiguous() for k, v in sam.state_dict().items()}
     # The decoder's head count is not visible in the weights: the loader reads it from <name>_config.json.
@@ -341,10 +340,7 @@ def save_weights(sam, out: Path, log: dict):
              out.with_name(out.stem + "_config.json"): (json.dumps({"decoder_num_heads": CONFIG["decoder_num_heads"]}) + "\n").encode(),
              out.with_suffix(".log.json"): (json.dumps(log, indent=1) + "\n").encode()}
     for path, blob in blobs.items():
-        temp = write_bytes(temporary_name(path.parent, path.name), lambda f, blob=blob: f.write(blob))
-        if path.exists():
-            remove(path)
-        publish_file(temp, path)
+        replace_file(path, lambda f, blob=blob: f.write(blob))
 
 
 def main(argv=None):
@@ -379,9 +375,9 @@ def main(argv=None):
             print(f"step {step:5d}  loss {loss:.4f}  rounds {' '.join(f'{r:.3f}' for r in rounds)}  "
                   f"({time.perf_counter() - began:.0f} s)", flush=True)
         if (step + 1) % args.checkpoint_every == 0:
-            torch.save({"model": sam.state_dict(), "appearance_head": head.state_dict(),
-                        "optimiser": optimiser.state_dict(), "step": step + 1,
-                        "history": history}, state_file)
+            state = {"model": sam.state_dict(), "appearance_head": head.state_dict(),
+                     "optimiser": optimiser.state_dict(), "step": step + 1, "history": history}
+            replace_file(state_file, lambda f: torch.save(state, f))  # a kill mid-write keeps the last state
     params = sum(p.numel() for p in sam.parameters())
     log = {"config": CONFIG, "batch": BATCH, "steps": args.steps, "appearance": args.appearance, "parameters": params,
            "torch": torch.__version__, "first_steps": history[:3], "history": history}
