@@ -1,6 +1,6 @@
 """The miniature DICEPTION's quality (scripts/miniature_diception) on held-out scenes, with two baselines from the same run.
 
-    python bench/diception_quality.py [--scenes 32] [--steps 1] [--guidance 1.0]
+    python bench/diception_quality.py [--scenes 32] [--steps 1] [--guidance 1.0] [--merge-tolerance 20]
 
 Every answer goes through the pack's loader (``models.diception.load_pipeline``), engine (``DicePipeline``) and
 decoders (models/decoders); see scripts/miniature_diception/measure.py for each figure. Baselines: the untrained
@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from models.decoders import MERGE_TOLERANCE  # noqa: E402
 from scripts.miniature_diception import measure  # noqa: E402
 
 FIGURES = ("depth AbsRel", "depth δ1", "normal mean angle (°)", "point seg IoU", "entity IoU", "semantic mIoU")
@@ -33,6 +34,8 @@ def main(argv=None):
     parser.add_argument("--scenes", type=int, default=32, help="held-out scenes (at least 24)")
     parser.add_argument("--steps", type=int, default=1, help="denoising steps (1: the one-step answers)")
     parser.add_argument("--guidance", type=float, default=1.0)
+    parser.add_argument("--merge-tolerance", type=float, default=MERGE_TOLERANCE,
+                        help="decode_instances' merge_tolerance for the entity answers (ΔE; default: the node's)")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     t0 = time.time()
@@ -41,12 +44,14 @@ def main(argv=None):
     miniature = measure.load_miniature(cache)
     with tempfile.TemporaryDirectory() as tmp:
         untrained = measure.load_untrained(cache, tmp)
-        rows = {
-            "miniature": measure.evaluate(measure.Answerer(miniature, steps=args.steps, guidance=args.guidance), scenes),
-            "untrained tiny model": measure.evaluate(measure.Answerer(untrained, steps=args.steps, guidance=args.guidance), scenes),
-            "best constant answer": measure.evaluate(measure.Answerer(constants=measure.constant_answers()), scenes),
+        answerers = {
+            "miniature": measure.Answerer(miniature, steps=args.steps, guidance=args.guidance),
+            "untrained tiny model": measure.Answerer(untrained, steps=args.steps, guidance=args.guidance),
+            "best constant answer": measure.Answerer(constants=measure.constant_answers()),
         }
-    print(f"{len(scenes)} held-out scenes, {args.steps} step(s), guidance {args.guidance}\n")
+        rows = {name: measure.evaluate(answer, scenes, args.merge_tolerance) for name, answer in answerers.items()}
+    print(f"{len(scenes)} held-out scenes, {args.steps} step(s), guidance {args.guidance}, "
+          f"entity merge_tolerance {args.merge_tolerance}\n")
     print("| answer | " + " | ".join(FIGURES) + " |")
     print("|---|" + "---|" * len(FIGURES))
     for name, figures in rows.items():

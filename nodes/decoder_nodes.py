@@ -11,8 +11,8 @@ import torch
 import folder_paths
 
 from ..models.decoders import (
-    COLORMAPS, CONVENTIONS, align_depth, colorize, decode_depth, decode_instances, decode_keypoints, decode_mask,
-    decode_normals, encode_normals, normalize, to_depth,
+    COLORMAPS, CONVENTIONS, MERGE_TOLERANCE, align_depth, colorize, decode_depth, decode_instances, decode_keypoints,
+    decode_mask, decode_normals, encode_normals, normalize, to_depth,
 )
 from ..models.decoders.export import FORMATS, save_depth_maps
 from . import comfy_adapter
@@ -103,8 +103,8 @@ MASK_MODES = ("threshold (point / semantic)", "instances (entity / semantic colo
 class RGBToMasks:
     DESCRIPTION = (
         "Decodes segmentation answers into a MASK batch: threshold white-on-black masks, or split colour-coded "
-        "entity/semantic maps into one mask per instance (CIELAB colour clustering + connected components, "
-        "largest first). With no instance, one empty mask is returned and count is 0."
+        "entity/semantic maps into one mask per instance (CIELAB colour clustering + connected components, touching "
+        "regions of close colours merged, largest first). With no instance, one empty mask is returned and count is 0."
     )
     CATEGORY = "DICEPTION/decoders"
     FUNCTION = "decode"
@@ -120,15 +120,18 @@ class RGBToMasks:
                 "mode": (list(MASK_MODES), {"default": MASK_MODES[0], "tooltip": "threshold: white-on-black answers (point, semantic) → one mask per image; instances: colour-coded answers (entity) → one mask per instance"}),
                 "threshold": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip": "threshold mode: pixels whose channel mean is at least this are the mask"}),
                 "tolerance": ("FLOAT", {"default": 12.0, "min": 1.0, "max": 100.0, "step": 0.5, "tooltip": "colour distance (ΔE in CIELAB) within one instance"}),
-                "min_area": ("INT", {"default": 64, "min": 1, "max": 1 << 20, "tooltip": "smaller regions are dropped"}),
-            }
+                "min_area": ("INT", {"default": 64, "min": 1, "max": 1 << 20, "tooltip": "smaller regions join the region they touch most, or are dropped"}),
+            },
+            "optional": {  # optional: graphs saved before it was added still run
+                "merge_tolerance": ("FLOAT", {"default": MERGE_TOLERANCE, "min": 0.0, "max": 100.0, "step": 0.5, "tooltip": "touching regions whose mean colours are closer than this (ΔE) are one instance: a model unsure of an object's colour paints it in patches; 0 keeps every colour apart"}),
+            },
         }
 
-    def decode(self, image, mode, threshold, tolerance, min_area):
+    def decode(self, image, mode, threshold, tolerance, min_area, merge_tolerance=MERGE_TOLERANCE):
         if mode == MASK_MODES[0]:
             masks = decode_mask(image, threshold)
             return (masks, int(masks.shape[0]))
-        found = [decode_instances(picture, tolerance, min_area) for picture in comfy_adapter.each(image)]
+        found = [decode_instances(picture, tolerance, min_area, merge_tolerance) for picture in comfy_adapter.each(image)]
         masks = torch.cat(found).float()
         if masks.shape[0] == 0:
             return (torch.zeros(1, *image.shape[1:3]), 0)

@@ -41,7 +41,7 @@ def save(images, prefix):
 
 
 def masks(image, mode, threshold=0.5):
-    return {"class_type": "DiceptionRGBToMasks", "inputs": {"image": image, "mode": mode, "threshold": threshold, "tolerance": 12.0, "min_area": 64}}
+    return {"class_type": "DiceptionRGBToMasks", "inputs": {"image": image, "mode": mode, "threshold": threshold, "tolerance": 12.0, "min_area": 64, "merge_tolerance": 20.0}}
 
 
 def persam_reference(fine_tune=False):
@@ -171,7 +171,7 @@ ROOM_BELOW = {"LoadImage": 280, "SaveImage": 260, "PreviewImage": 260, "Diceptio
 NODES2_HEIGHTS = {
     "LoadImage": 408, "SaveImage": 344, "PreviewImage": 344, "MaskToImage": 64,
     "DiceptionLoad": 308, "DiceptionPerceiveTask": 680, "DiceptionRGBToDepth": 288, "DiceptionRGBToNormal": 116,
-    "DiceptionRGBToMasks": 220, "DiceptionSaveDepth": 152,
+    "DiceptionRGBToMasks": 248, "DiceptionSaveDepth": 152,
     "PersamSamLoader": 168, "PersamReference": 352, "PersamSegment": 300, "PersamDreamBoothMask": 240,
     "PersamSaveDreamBoothDataset": 464,  # not measured since issue 29 added 4 widgets and an input: nodes2_guess
     "DiceptionLoadExamples": 144, "DiceptionTrainAdapter": 500, "DiceptionSaveAdapter": 172,

@@ -133,6 +133,38 @@ def test_a_colour_map_of_n_instances_with_jpeg_noise_gives_n_masks(seed):
         assert best > 0.95, f"an instance is matched with IoU {best:.3f}"
 
 
+def touching_pair(second_colour, blob_colour=None):
+    """Two touching 40×40 squares on black: the left one red, the right one ``second_colour``; optionally a 5×5
+    blob of ``blob_colour`` inside the left square (a fragment under min_area)."""
+    canvas = np.zeros((64, 96, 3), np.uint8)
+    canvas[12:52, 8:48] = (200, 40, 40)
+    canvas[12:52, 48:88] = second_colour
+    if blob_colour is not None:
+        canvas[20:25, 20:25] = blob_colour
+    left = np.zeros((64, 96), bool)
+    left[12:52, 8:48] = True
+    return torch.from_numpy(jpeg(canvas, quality=95)).float() / 255, left
+
+
+def delta_e(a, b):
+    from models.decoders.masks import srgb_to_lab
+    return float(np.linalg.norm(srgb_to_lab(np.array(a) / 255) - srgb_to_lab(np.array(b) / 255)))
+
+
+def test_touching_patches_closer_than_the_merge_tolerance_are_one_instance():
+    unsure = (200, 80, 40)  # a model unsure of an object's colour paints it in patches like these
+    assert 12 < delta_e((200, 40, 40), unsure) < 20
+    answer, left = touching_pair(unsure)
+    assert len(decode_instances(answer)) == 1
+    assert len(decode_instances(answer, merge_tolerance=0)) == 2
+    apart = (40, 40, 200)  # two objects in distinct colours stay apart, however much they touch
+    assert delta_e((200, 40, 40), apart) > 40
+    answer, left = touching_pair(apart, blob_colour=(200, 40, 200))  # a fragment joins the region around it
+    masks = decode_instances(answer).numpy()
+    assert len(masks) == 2
+    assert max(iou(m, left) for m in masks) > 0.99
+
+
 def test_masks_threshold_and_empty_maps():
     answer = torch.zeros(2, 16, 16, 3)
     answer[0, 4:8, 4:8] = 1

@@ -74,7 +74,7 @@ def test_training_first_steps_reproduce(one_thread):
 QUALITY_SCENES = 8  # held-out scenes (the bench's first 8 of 32)
 QUALITY_BOUND = {  # error / the best constant answer's on them: measured (step 9 250) + 0.1; ignoring the image: 1.1-1.25
     "depth AbsRel": 0.50, "depth 1-δ1": 0.26, "normal mean angle (°)": 0.47, "point seg 1-IoU": 0.27,
-    "entity 1-IoU": 0.63, "semantic 1-mIoU": 0.34,
+    "entity 1-IoU": 0.57, "semantic 1-mIoU": 0.34,  # entity: 0.463 with decode_instances' merging (0.519 before it)
 }
 
 

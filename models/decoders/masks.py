@@ -12,6 +12,8 @@ from scipy import ndimage
 
 from .validation import check_rgb
 
+MERGE_TOLERANCE = 20.0  # ΔE; chosen on the miniature DICEPTION: docs/decoders.md
+
 
 def decode_mask(images: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
     """(B, H, W, 3) white-on-black answers → (B, H, W) float masks of 0/1."""
@@ -70,25 +72,27 @@ def drop_edge_colours(lab: np.ndarray, centroids: np.ndarray, h: int, w: int, so
     return kept[nearest(lab, centroids[kept])].reshape(h, w)
 
 
-def decode_instances(image: torch.Tensor, tolerance: float = 12.0, min_area: int = 64) -> torch.Tensor:
-    """One (H, W, 3) colour-coded answer → (N, H, W) bool instance masks, largest first (N may be 0)."""
+def decode_instances(image: torch.Tensor, tolerance: float = 12.0, min_area: int = 64,
+                     merge_tolerance: float = MERGE_TOLERANCE) -> torch.Tensor:
+    """One (H, W, 3) colour-coded answer → (N, H, W) bool instance masks, largest first (N may be 0).
+
+    ``merge_tolerance`` (ΔE): touching regions whose mean colours are closer than this are one instance (a model
+    unsure of an object's colour paints it in patches of several); 0 keeps every colour apart."""
     rgb = check_rgb(image)[0].clamp(0, 1).cpu().numpy().astype(np.float64)
     h, w, _ = rgb.shape
     lab = srgb_to_lab(rgb).reshape(-1, 3)
     centroids = colour_centroids(lab, tolerance, max(1, min_area // 4))
     labels = drop_edge_colours(lab, centroids, h, w)
-    kept, strips = [], []
+    regions = np.zeros((h, w), np.int64)
     for k in range(1, len(centroids)):
         components, count = ndimage.label(labels == k, structure=np.ones((3, 3)))
-        for c in range(1, count + 1):
-            region = components == c
-            solid = ndimage.binary_erosion(region, np.ones((3, 3))).any()
-            (kept if solid else strips).append(region)
-    kept = attach_strips(kept, strips)
+        regions[components > 0] = components[components > 0] + regions.max()
+    regions = merge_regions(regions, lab.reshape(h, w, 3), merge_tolerance, min_area)
     instances = []
-    for region in kept:
+    for r in np.unique(regions[regions > 0]):
+        region = regions == r
         area = int(region.sum())
-        if area >= min_area:
+        if area >= min_area and ndimage.binary_erosion(region, np.ones((3, 3))).any():  # not a thin strip
             ys, xs = np.nonzero(region)
             instances.append((-area, int(ys[0]), int(xs[0]), region))
     instances.sort(key=lambda item: item[:3])
@@ -97,16 +101,56 @@ def decode_instances(image: torch.Tensor, tolerance: float = 12.0, min_area: int
     return torch.from_numpy(np.stack([region for *_, region in instances]))
 
 
-def attach_strips(regions: list, strips: list) -> list:
-    """Thin strips (a neighbour's blended edge that landed in another colour) join the region they touch most."""
-    if not regions:
-        return regions
-    ids = np.zeros(regions[0].shape, np.int64)
-    for i, region in enumerate(regions, start=1):
-        ids[region] = i
-    for strip in strips:
-        touching = ids[ndimage.binary_dilation(strip, np.ones((3, 3))) & ~strip]
-        touching = touching[touching > 0]
-        if len(touching):
-            regions[np.bincount(touching).argmax() - 1] |= strip
-    return regions
+def region_adjacency(regions: np.ndarray) -> dict:
+    """{(a, b): touching pixel pairs} over 8-neighbours, a < b, both regions (not background)."""
+    pairs = []
+    for a, b in ((regions[:, :-1], regions[:, 1:]), (regions[:-1], regions[1:]),
+                 (regions[:-1, :-1], regions[1:, 1:]), (regions[:-1, 1:], regions[1:, :-1])):
+        touching = (a != b) & (a > 0) & (b > 0)
+        pairs.append(np.stack([np.minimum(a, b)[touching], np.maximum(a, b)[touching]], 1))
+    keys, counts = np.unique(np.concatenate(pairs), axis=0, return_counts=True)
+    return {(int(a), int(b)): int(n) for (a, b), n in zip(keys, counts)}
+
+
+def merge_regions(regions: np.ndarray, lab: np.ndarray, merge_tolerance: float, min_area: int) -> np.ndarray:
+    """Region-adjacency merging of a label map (0 = background), one merge at a time:
+
+    1. a fragment (under ``min_area`` pixels, or thin: nothing left after a 3×3 erosion, as a neighbour's blended
+       edge is) joins the region it touches most, the smallest fragment first;
+    2. otherwise the two touching regions whose mean colours are closest merge, while closer than ``merge_tolerance``.
+    """
+    count = int(regions.max()) + 1
+    area = np.bincount(regions.ravel(), minlength=count)
+    total = np.stack([np.bincount(regions.ravel(), lab[..., c].ravel(), minlength=count) for c in range(3)], 1)
+    inner = (ndimage.minimum_filter(regions, 3, mode="constant", cval=-1) == regions) & (
+        ndimage.maximum_filter(regions, 3, mode="constant", cval=-1) == regions)
+    thin = np.bincount(regions[inner], minlength=count) == 0
+    touching = region_adjacency(regions)
+    parent = np.arange(count)
+    while touching:
+        neighbours = {}
+        for (a, b), n in touching.items():
+            neighbours.setdefault(a, []).append((n, b))
+            neighbours.setdefault(b, []).append((n, a))
+        fragments = [r for r in neighbours if area[r] < min_area or thin[r]]
+        if fragments:
+            r = min(fragments, key=lambda f: (area[f], f))
+            into = max(neighbours[r])[1]
+        else:
+            mean = total / np.maximum(area, 1)[:, None]
+            distance = {pair: float(np.linalg.norm(mean[pair[0]] - mean[pair[1]])) for pair in touching}
+            r, into = min(touching, key=lambda pair: (distance[pair], pair))
+            if distance[(r, into)] >= merge_tolerance:
+                break
+        area[into] += area[r]
+        total[into] += total[r]
+        thin[into] &= thin[r]
+        parent[parent == r] = into
+        merged = {}
+        for (a, b), n in touching.items():
+            a, b = (into if a == r else a), (into if b == r else b)
+            if a != b:
+                key = (min(a, b), max(a, b))
+                merged[key] = merged.get(key, 0) + n
+        touching = merged
+    return parent[regions]

@@ -9,7 +9,7 @@ the miniature was mostly trained for) and read back by the pack's decoders (mode
   max(d/d*, d*/d) < 1.25;
 - normal: ``decode_normals`` → mean angle to the true normal, in degrees;
 - point segmentation: one point inside an object (its mask eroded), ``decode_mask`` → IoU with the object's mask;
-- entity segmentation: ``decode_instances`` → for each true object of at least ``MIN_ENTITY`` pixels the best IoU of a
+- entity segmentation: ``decode_instances`` (default settings) → for each true object of at least ``MIN_ENTITY`` pixels the best IoU of a
   decoded instance (0 when none), averaged;
 - semantic segmentation: for each class, the class prompt, ``decode_mask``; IoU accumulated over the scenes
   (intersections / unions), averaged over the classes (mIoU).
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.decoders import align_depth, decode_depth, decode_instances, decode_mask, decode_normals
+from models.decoders import MERGE_TOLERANCE, align_depth, decode_depth, decode_instances, decode_mask, decode_normals
 from scripts.miniature_diception import targets
 from scripts.miniature_diception.train import BASE, CHECKPOINT, SIZE, build_point_encoder, write_checkpoint
 from scripts.miniature_diception.world import CLASSES, HELD_OUT_SEEDS, TRAIN_SEEDS, scene
@@ -89,8 +89,9 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float((a & b).sum() / union) if union else 1.0
 
 
-def evaluate(answer, scenes) -> dict:
-    """Every error of ``answer`` on ``scenes`` → {name: value} (plus per-scene lists under ``per_scene``)."""
+def evaluate(answer, scenes, merge_tolerance: float = MERGE_TOLERANCE) -> dict:
+    """Every error of ``answer`` on ``scenes`` → {name: value} (plus per-scene lists under ``per_scene``); entity answers
+    decoded with ``merge_tolerance`` (``decode_instances``)."""
     images = rgb_batch(scenes)
     out, per = {}, {}
     disparity = decode_depth(answer(images, "depth"))
@@ -109,7 +110,7 @@ def evaluate(answer, scenes) -> dict:
     entities = answer(images, "entity segmentation")
     entity_iou = []
     for e, s in zip(entities, scenes):
-        found = decode_instances(e[None]).numpy()
+        found = decode_instances(e[None], merge_tolerance=merge_tolerance).numpy()
         scores = [max([iou(f, s.instance == o["id"]) for f in found], default=0.0) for o in s.objects if o["area"] >= MIN_ENTITY]
         entity_iou.append(float(np.mean(scores)) if scores else 1.0)
     class_iou = {}
