@@ -2,6 +2,7 @@
 
     nice -n 5 python -m scripts.miniature_diception.train vae          # the tiny VAE (≈ 8 min, one thread)
     nice -n 5 python -m scripts.miniature_diception.train transformer --steps N   # the transformer (≈ 0.7 s a step, one thread)
+    (``--threads 2``: both cores, 1.75× faster a step, the same recipe; the committed weights used one thread)
 
 1. **VAE**: diffusers' ``AutoencoderKL`` with SD3's 16 latent channels and an 8× downsampling (``VAE_CONFIG``),
    trained as an autoencoder (L1 + MSE, a small KL) on 64² crops of world images and of the answers it must also
@@ -378,8 +379,9 @@ def main(argv=None):
     parser.add_argument("stage", choices=["vae", "transformer"])
     parser.add_argument("--steps", type=int, default=0, help="stop after this many steps (default: the full run)")
     parser.add_argument("--snapshot", type=Path, default=None, help="write the current miniature here every 5 minutes")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads (the committed weights: 1; 2 steps 1.75x faster)")
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     WEIGHTS.mkdir(exist_ok=True)
     if args.stage == "vae":
         vae, history, seconds = train_vae(args)
