@@ -7,8 +7,8 @@ the example workflows of workflows/api through the HTTP API, and save what they 
 DICEPTION's depth runs on the miniature DICEPTION (scripts/miniature_diception: a tiny SD3 + DICEPTION trained on a
 synthetic world of spheres, boxes and cylinders) on a held-out scene of that world, so its depth is real; PerSAM
 runs on the miniature SAM (scripts/miniature_sam) on photos of its synthetic world, so its masks are real masks of
-the subject (docs/miniatures.md). Templates that train an adapter, or feed PerSAM's points on the other world's
-photos to DICEPTION, use the tiny random DICEPTION (their pictures show the pack working, not quality).
+the subject (docs/miniatures.md). Every template with DICEPTION runs on the miniature DICEPTION, on scenes of its
+world: PerSAM 2 too (PerSAM's point, found in the DICEPTION world's scene, drives its point segmentation).
 With real weights, queue the same workflows on your ComfyUI with scripts/queue_workflow.py.
 """
 
@@ -25,31 +25,22 @@ sys.path.insert(0, str(ROOT))
 from scripts.queue_workflow import save_outputs  # noqa: E402
 from scripts.local_comfyui import LocalComfyUI  # noqa: E402
 
-TINY = {  # real model names in the shared workflows → the tiny test models (SAM: the miniature that segments)
-    "DiceptionLoad": {"base_model": "tiny_sd3", "checkpoint": "diception_tiny.safetensors", "dtype": "fp32",
-                      "clip_l": "auto", "clip_g": "auto", "t5xxl": "auto"},  # the tiny base model's own encoders
-    "DiceptionPerceiveTask": {"resolution": 64},
-    "DiceptionTrainAdapter": {"steps": 2, "rank": 4, "resolution": 64},
-    "PersamSamLoader": {"checkpoint": "sam_miniature.safetensors"},
-}
-
-
-MINIATURE = {  # the miniature DICEPTION (scripts/miniature_diception), at its resolution, answering in one step as taught
+MINIATURES = {  # real model names and settings in the shared workflows → the built-in miniatures
+    # the miniature DICEPTION (scripts/miniature_diception), at its resolution, answering in one step as taught
     "DiceptionLoad": {"base_model": "diception_miniature", "checkpoint": "diception_miniature.safetensors", "dtype": "fp32",
                       "clip_l": "auto", "clip_g": "auto", "t5xxl": "auto"},
     "DiceptionPerceiveTask": {"resolution": 128, "steps": 1, "guidance": 1.0},
     "DiceptionTrainAdapter": {"resolution": 128},  # the node's other defaults: what bench/diception_few_shot.py measures
+    "PersamSamLoader": {"checkpoint": "sam_miniature.safetensors"},  # the miniature SAM (scripts/miniature_sam)
 }
 
 
 def tiny(workflow: dict) -> dict:
-    """The workflow on the built-in models: DICEPTION templates on the miniature DICEPTION (trained on the world of
-    their photos and of the built-in example set: real depth, normals, masks and a learnt new task), except one that
-    takes PerSAM's points on the other world's photos (the tiny random DICEPTION); PerSAM on the miniature SAM."""
-    kinds = {node["class_type"] for node in workflow.values()}
-    on_miniature = "DiceptionLoad" in kinds and "PersamSegment" not in kinds
+    """The workflow on the built-in models: DICEPTION on the miniature DICEPTION (trained on the world of the templates'
+    scenes and of the built-in example set: real depth, normals, masks and a learnt new task), PerSAM on the miniature
+    SAM."""
     for node in workflow.values():
-        node["inputs"].update((MINIATURE if on_miniature else {}).get(node["class_type"], TINY.get(node["class_type"], {})))
+        node["inputs"].update(MINIATURES.get(node["class_type"], {}))
     return workflow
 
 

@@ -8,7 +8,10 @@
 - The DICEPTION templates' photo (workflows/images/example_scene.png): a held-out scene of the miniature DICEPTION's
   world (``scripts/miniature_diception/world.py``) at the miniature's 128 × 128, and the point (on its largest
   object) and class that DICEPTION 3 and 4 ask for (``diception_point``, ``diception_category``).
-- The PerSAM templates' pictures (workflows/images/example_*.png except example_scene.png): photos of one subject
+- PerSAM 2's reference (workflows/images/example_scene_reference.png): another held-out scene of that world whose blue
+  box looks like the example scene's, the box painted as the mask (``PERSAM_2_REFERENCE``): PerSAM finds the box in
+  example_scene.png and its point drives the miniature DICEPTION's point segmentation.
+- The PerSAM templates' other pictures (workflows/images/example_*.png except example_scene*.png): photos of one subject
   of the synthetic PerSeg (``scripts/miniature_sam/world.py``, ``perseg(0)``), the world the miniature SAM was
   trained and measured on, at its native 128 × 128, with exact masks. A mask is stored as ComfyUI's mask editor
   stores it: in the alpha channel, transparent where the mask is (Load Image's MASK is 1 − alpha).
@@ -131,8 +134,29 @@ def diception_example() -> None:
     Image.fromarray(diception_scene().rgb).save(IMAGES / "example_scene.png")
 
 
+# PerSAM 2's reference: (held-out scene, object id) — a blue box like the example scene's. Chosen among the 52 same-shape,
+# same-colour objects of held-out scenes 1 000 010-1 000 199 as one whose PerSAM point lands on the example scene's
+# box (mask IoU 0.85 on the miniature SAM; the miniature DICEPTION's mask from that point 0.93); spheres did not.
+PERSAM_2_REFERENCE = (1_000_026, 1)
+
+
+def persam_2_reference():
+    """PerSAM 2's reference picture as a world scene and the painted subject's mask."""
+    from scripts.miniature_diception.world import scene
+
+    seed, object_id = PERSAM_2_REFERENCE
+    reference = scene(seed, 128)
+    return reference, reference.instance == object_id
+
+
+def persam_2_example() -> None:
+    reference, mask = persam_2_reference()
+    with_mask(reference.rgb, mask).save(IMAGES / "example_scene_reference.png")
+
+
 def main() -> int:
     diception_example()
+    persam_2_example()
     red_objects()
     persam_pictures()
     return 0

@@ -11,7 +11,8 @@ after the miniature SAM changed).
 DICEPTION's templates run on the miniature DICEPTION (scripts/miniature_diception) and scenes of its world
 (workflows/images/example_scene.png, example_red_scene.png), in one step as it was taught: real depth, normals and
 masks, and DICEPTION 5's adapter trained with the node's defaults on the built-in set from that world. PerSAM 2
-(PerSAM's points on the other world's photos) runs on the tiny random DICEPTION, whose answers look like noise.
+finds a blue box of that world (its reference: example_scene_reference.png) in example_scene.png with the miniature
+SAM, and the miniature DICEPTION segments the box from PerSAM's point.
 PerSAM runs on the miniature SAM (scripts/miniature_sam, trained on a synthetic world) with the templates' own
 settings, on photos of that world (scripts/make_example_set.py): its masks are real masks of the subject. On the
 input photos, what PerSAM Reference is given is drawn: a painted subject mask outlined in yellow, a reference's box

@@ -92,8 +92,8 @@ WORKFLOWS = {
         "9": save(["6", 2], "persam_preview"),
     },
     "persam_to_diception": {
-        "1": load("example_reference.png"), "2": DICE, "3": SAM, "4": persam_reference(),
-        "5": load("example_photo.png"),
+        "1": load("example_scene_reference.png"), "2": DICE, "3": SAM, "4": persam_reference(),
+        "5": load("example_scene.png"),
         "6": {"class_type": "PersamSegment", "inputs": {"reference": ["4", 0], "images": ["5", 0], "max_instances": 1, "overlap_stop": 0.5}},
         "7": perceive(["5", 0], "point segmentation", steps=28, guidance=2.0, points=["6", 1]),
         "8": masks(["7", 0], "threshold (point / semantic)"),

@@ -27,8 +27,8 @@ def test_there_is_a_workflow_for_every_use():
 
 def test_persam_example_pictures_are_the_synthetic_photos_with_their_exact_masks():
     """The PerSAM templates' pictures are the synthetic-PerSeg photos scripts/make_example_set.py says (the miniature
-    SAM's world), each painted mask (alpha 0, as Load Image reads masks) exactly the subject's or the look-alike's,
-    and PerSAM 4's box line 2 is the box of the subject in its second reference (line 1 empty: reference 1 has its mask)."""
+    SAM's world; PerSAM 2's: scenes of the miniature DICEPTION's world), each painted mask (alpha 0, as Load Image
+    reads masks) exactly the subject's or the look-alike's, and PerSAM 4's box line 2 is the box of the subject in its second reference (line 1 empty: reference 1 has its mask)."""
     from scripts import make_example_set as examples
 
     for name, (_, _, _, alpha) in examples.PERSAM_PICTURES.items():
@@ -43,6 +43,12 @@ def test_persam_example_pictures_are_the_synthetic_photos_with_their_exact_masks
     reference = next(node for node in api.values() if node["class_type"] == "PersamReference")
     assert reference["inputs"]["box"].split("\n") == ["", examples.second_reference_box()]
     assert api[reference["inputs"]["image_2"][0]]["inputs"]["image"] == "example_reference_2.png"
+    # PerSAM 2 works in the miniature DICEPTION's world: its reference is a scene of it with the box's exact mask
+    scene, mask = examples.persam_2_reference()
+    picture = np.asarray(Image.open(ROOT / "workflows" / "images" / "example_scene_reference.png"))
+    assert np.array_equal(picture[..., :3], scene.rgb) and np.array_equal(picture[..., 3] == 0, mask)
+    scene_photo = np.asarray(Image.open(ROOT / "workflows" / "images" / "example_scene.png"))
+    assert np.array_equal(scene_photo, examples.diception_scene().rgb)
 
 
 def depth_outputs_are_all_downloaded(written):
