@@ -3,7 +3,8 @@
 - Point-prompted and semantic segmentation are trained as white-on-black masks: threshold the channel mean.
 - Entity segmentation (and, per the paper, semantic maps) paint each instance in a random colour: colours
   are clustered in CIELAB (ΔE tolerance, black = background), each cluster is split into connected
-  components, regions under ``min_area`` pixels are dropped, and instances are ordered by area (largest first).
+  components, fragments join the region they touch most and touching regions of close colours merge
+  (``merge_regions``), regions under ``min_area`` pixels are dropped, and instances are ordered by area (largest first).
 """
 
 import numpy as np
