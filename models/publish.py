@@ -135,6 +135,27 @@ def replace_file(path: Path, write) -> Path:
     return path
 
 
+def replace_folder(path: Path, build) -> Path:
+    """Build ``path`` anew (a regenerated model folder): ``build(folder)`` fills a temporary folder beside it, which
+    then takes ``path``'s place. A kill or an error mid-build leaves the earlier folder as it was (and the hidden
+    temporary, after a kill); a kill between the two renames leaves the earlier folder under a hidden
+    ``.NAME.<random>.partial`` name, never a half-built one under ``path``."""
+    temp = temporary_name(path.parent, path.name)
+    temp.mkdir()
+    try:
+        build(temp)
+    except BaseException:
+        remove(temp)
+        raise
+    old = temporary_name(path.parent, path.name)
+    if path.exists():
+        os.rename(path, old)
+    os.rename(temp, path)
+    fsync_path(path.parent)
+    remove(old)
+    return path
+
+
 def publish_folder(temp: Path, final: Path) -> None:
     """Rename the complete folder ``temp`` to ``final`` unless ``final`` exists and is not an empty folder
     (``FileExistsError``); then flush the parent's entries."""

@@ -244,3 +244,23 @@ def test_a_rewritten_file_is_the_old_one_or_the_new_one_never_half(tmp_path):
     assert path.read_bytes() == b"old state" and [p.name for p in tmp_path.iterdir()] == ["state.pt"]
     replace_file(path, lambda file: file.write(b"new state"))
     assert path.read_bytes() == b"new state" and [p.name for p in tmp_path.iterdir()] == ["state.pt"]
+
+
+def test_a_rebuilt_folder_is_the_old_one_or_the_new_one_never_half(tmp_path):
+    """models/publish.py ``replace_folder`` (the miniature DICEPTION's base folder, its transformer and snapshots): a
+    build that fails half-way leaves the earlier folder as it was and no temporary; a complete build replaces it."""
+    from models.publish import replace_folder
+
+    base = tmp_path / "base"
+    (base / "vae").mkdir(parents=True)
+    (base / "vae" / "weights").write_bytes(b"old vae")
+
+    def half_then_fail(folder):
+        (folder / "text_encoder").mkdir()
+        raise OSError("killed")
+
+    with pytest.raises(OSError, match="killed"):
+        replace_folder(base, half_then_fail)
+    assert [p.name for p in tmp_path.iterdir()] == ["base"] and (base / "vae" / "weights").read_bytes() == b"old vae"
+    replace_folder(base, lambda folder: (folder / "model_index.json").write_text("{}"))
+    assert [p.name for p in tmp_path.iterdir()] == ["base"] and [p.name for p in base.iterdir()] == ["model_index.json"]

@@ -36,7 +36,6 @@ import argparse
 import copy
 import json
 import math
-import os
 import shutil
 import sys
 import tempfile
@@ -55,7 +54,7 @@ from models.diception import finetune  # noqa: E402
 from models.diception.checkpoint import flatten  # noqa: E402
 from models.diception.pipeline import point_slots  # noqa: E402
 from models.diception.transformer import diception_forward  # noqa: E402
-from models.publish import deterministic_safetensors, replace_file  # noqa: E402
+from models.publish import deterministic_safetensors, replace_file, replace_folder  # noqa: E402
 from scripts.miniature_diception import targets  # noqa: E402
 from scripts.miniature_diception.examples import SIZE, Encoded, HeldOutCheck, held_out_check  # noqa: E402
 from scripts.miniature_diception.initialisation import clip_text_encoders, positional_routing  # noqa: E402
@@ -125,7 +124,7 @@ def build_base(vae, folder: Path) -> Path:
 
     with tempfile.TemporaryDirectory() as tmp:
         fixture = build_sd3_folder(Path(tmp))
-        folder.mkdir(parents=True)
+        folder.mkdir(parents=True, exist_ok=True)
         for part in ("text_encoder", "text_encoder_2", "text_encoder_3", "tokenizer", "tokenizer_2", "tokenizer_3", "scheduler"):
             shutil.copytree(fixture / part, folder / part)
         shutil.copy(fixture / "model_index.json", folder / "model_index.json")
@@ -283,16 +282,13 @@ def snapshot(transformer, point_encoder, folder: Path) -> None:
     """The current miniature as a complete base folder + checkpoint in ``folder``, replaced atomically."""
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    temp = Path(tempfile.mkdtemp(prefix=".snapshot.", dir=folder.parent))
-    temp.chmod(0o755)
-    shutil.copytree(BASE, temp / "base")
-    write_checkpoint(transformer, point_encoder, temp / CHECKPOINT.name)
-    (temp / "load.py").write_text(LOAD_SNIPPET)
-    old = folder.parent / f".old.{os.getpid()}"
-    if folder.exists():
-        os.rename(folder, old)
-    os.rename(temp, folder)
-    shutil.rmtree(old, ignore_errors=True)
+
+    def build(temp: Path) -> None:
+        shutil.copytree(BASE, temp / "base")
+        write_checkpoint(transformer, point_encoder, temp / CHECKPOINT.name)
+        (temp / "load.py").write_text(LOAD_SNIPPET)
+
+    replace_folder(folder, build)
 
 
 LOAD_SNIPPET = '''"""The miniature DICEPTION in this folder, through the pack's loader (run from the repository root)."""
@@ -361,17 +357,14 @@ def train_transformer(args):
 def save_untrained(transformer) -> None:
     """The transformer at its initialisation into ``base/transformer`` (fp16): the untrained baseline, and what a
     loader of the base folder finds there."""
-    folder = BASE / "transformer"
-    if folder.exists():
-        shutil.rmtree(folder)
-    copy.deepcopy(transformer).to(torch.float16).save_pretrained(folder)
+    replace_folder(BASE / "transformer", copy.deepcopy(transformer).to(torch.float16).save_pretrained)
 
 
 def write_log(**entries):
     log_file = OUT / LOG.name
     current = json.loads(log_file.read_text()) if log_file.is_file() else {}
     current.update(entries)
-    log_file.write_text(json.dumps(current, indent=1) + "\n")
+    replace_file(log_file, lambda f: f.write((json.dumps(current, indent=1) + "\n").encode()))
 
 
 def main(argv=None):
@@ -385,9 +378,7 @@ def main(argv=None):
     WEIGHTS.mkdir(exist_ok=True)
     if args.stage == "vae":
         vae, history, seconds = train_vae(args)
-        if BASE.exists():
-            shutil.rmtree(BASE)
-        build_base(vae, BASE)
+        replace_folder(BASE, lambda folder: build_base(vae, folder))  # a kill mid-build keeps the earlier base
         write_log(vae={"config": VAE_CONFIG, "steps": len(history), "batch": VAE_BATCH, "crop": VAE_CROP,
                        "first_losses": history[:2], "seconds": round(seconds), "loss_every_50": history[49::50],
                        "scaling_factor": vae.config.scaling_factor, "shift_factor": vae.config.shift_factor})
