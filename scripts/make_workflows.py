@@ -13,7 +13,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from models.weights_download import KNOWN_FILES, model_list_entry  # noqa: E402
+from models.decoders import MERGE_TOLERANCE  # noqa: E402
+from models.known_files import KNOWN_FILES, model_list_entry  # noqa: E402
 from scripts.make_example_set import diception_category, diception_point, second_reference_box  # noqa: E402
 from scripts.local_comfyui import LocalComfyUI  # noqa: E402
 
@@ -41,7 +42,7 @@ def save(images, prefix):
 
 
 def masks(image, mode, threshold=0.5):
-    return {"class_type": "DiceptionRGBToMasks", "inputs": {"image": image, "mode": mode, "threshold": threshold, "tolerance": 12.0, "min_area": 64, "merge_tolerance": 20.0}}
+    return {"class_type": "DiceptionRGBToMasks", "inputs": {"image": image, "mode": mode, "threshold": threshold, "tolerance": 12.0, "min_area": 64, "merge_tolerance": MERGE_TOLERANCE}}
 
 
 def persam_reference(fine_tune=False):
