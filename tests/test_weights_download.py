@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from models import weights_download as wd
+from models.known_files import SAM_ENDPOINT_VARIABLE
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = bytes(range(256)) * 12288  # 3 MiB: several 1 MiB chunks
@@ -26,7 +27,7 @@ def hub(monkeypatch):
 
     stand_in = StandIn()
     monkeypatch.setenv("HF_ENDPOINT", stand_in.url)
-    monkeypatch.setenv(wd.SAM_ENDPOINT_VARIABLE, stand_in.meta)
+    monkeypatch.setenv(SAM_ENDPOINT_VARIABLE, stand_in.meta)
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr("huggingface_hub.get_token", lambda: None)  # not this machine's stored token
