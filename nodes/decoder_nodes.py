@@ -11,8 +11,8 @@ import torch
 import folder_paths
 
 from ..models.decoders import (
-    COLORMAPS, CONVENTIONS, MERGE_TOLERANCE, align_depth, colorize, decode_depth, decode_instances, decode_keypoints,
-    decode_mask, decode_normals, encode_normals, normalize, to_depth,
+    COLORMAPS, CONVENTIONS, EDGE_TOLERANCE, MERGE_TOLERANCE, align_depth, colorize, decode_depth, decode_instances,
+    decode_keypoints, decode_mask, decode_normals, encode_normals, normalize, photo_per_answer, to_depth,
 )
 from ..models.decoders.export import FORMATS, save_depth_maps
 from . import comfy_adapter
@@ -104,7 +104,9 @@ class RGBToMasks:
     DESCRIPTION = (
         "Decodes segmentation answers into a MASK batch: threshold white-on-black masks, or split colour-coded "
         "entity/semantic maps into one mask per instance (CIELAB colour clustering + connected components, touching "
-        "regions of close colours merged, largest first). With no instance, one empty mask is returned and count is 0."
+        "regions of close colours merged, largest first). Connect the photo the answer was made from, and touching "
+        "regions with no edge between them in the photo are one instance too. With no instance, one empty mask is "
+        "returned and count is 0."
     )
     CATEGORY = "DICEPTION/decoders"
     FUNCTION = "decode"
@@ -124,14 +126,19 @@ class RGBToMasks:
             },
             "optional": {  # optional: graphs saved before it was added still run
                 "merge_tolerance": ("FLOAT", {"default": MERGE_TOLERANCE, "min": 0.0, "max": 100.0, "step": 0.5, "tooltip": "touching regions whose mean colours are closer than this (ΔE) are one instance: a model unsure of an object's colour paints it in patches; 0 keeps every colour apart"}),
+                "photo": ("IMAGE", {"tooltip": "instances mode: the image the answer was made from (one, or one per answer; any size). Touching regions with no edge between them in the photo are one instance"}),
+                "edge_tolerance": ("FLOAT", {"default": EDGE_TOLERANCE, "min": 0.5, "max": 100.0, "step": 0.5, "tooltip": "with a photo: its edge strength (ΔE per pixel; a sharp colour step of ΔE d reads d/2) that keeps two touching regions apart"}),
             },
         }
 
-    def decode(self, image, mode, threshold, tolerance, min_area, merge_tolerance=MERGE_TOLERANCE):
+    def decode(self, image, mode, threshold, tolerance, min_area, merge_tolerance=MERGE_TOLERANCE, photo=None,
+               edge_tolerance=EDGE_TOLERANCE):
         if mode == MASK_MODES[0]:
             masks = decode_mask(image, threshold)
             return (masks, int(masks.shape[0]))
-        found = [decode_instances(picture, tolerance, min_area, merge_tolerance) for picture in comfy_adapter.each(image)]
+        photos = photo_per_answer(image, photo)
+        found = [decode_instances(picture, tolerance, min_area, merge_tolerance, source, edge_tolerance)
+                 for picture, source in comfy_adapter.each(zip(image, photos))]
         masks = torch.cat(found).float()
         if masks.shape[0] == 0:
             return (torch.zeros(1, *image.shape[1:3]), 0)

@@ -13,7 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from models.decoders import MERGE_TOLERANCE  # noqa: E402
+from models.decoders import EDGE_TOLERANCE, MERGE_TOLERANCE  # noqa: E402
 from models.known_files import KNOWN_FILES, model_list_entry  # noqa: E402
 from scripts.make_example_set import diception_category, diception_point, second_reference_box  # noqa: E402
 from scripts.local_comfyui import LocalComfyUI  # noqa: E402
@@ -41,8 +41,10 @@ def save(images, prefix):
     return {"class_type": "SaveImage", "inputs": {"images": images, "filename_prefix": prefix}}
 
 
-def masks(image, mode, threshold=0.5):
-    return {"class_type": "DiceptionRGBToMasks", "inputs": {"image": image, "mode": mode, "threshold": threshold, "tolerance": 12.0, "min_area": 64, "merge_tolerance": MERGE_TOLERANCE}}
+def masks(image, mode, threshold=0.5, photo=None):
+    inputs = {"image": image, "mode": mode, "threshold": threshold, "tolerance": 12.0, "min_area": 64,
+              "merge_tolerance": MERGE_TOLERANCE, "edge_tolerance": EDGE_TOLERANCE}
+    return {"class_type": "DiceptionRGBToMasks", "inputs": {**inputs, "photo": photo} if photo else inputs}
 
 
 def persam_reference(fine_tune=False):
@@ -69,7 +71,7 @@ WORKFLOWS = {
     },
     "diception_entity_semantic_masks": {
         "1": load("example_scene.png"), "2": DICE, "3": perceive(["1", 0], "entity segmentation", steps=28, guidance=2.0),
-        "4": masks(["3", 0], "instances (entity / semantic colours)"),
+        "4": masks(["3", 0], "instances (entity / semantic colours)", photo=["1", 0]),
         "5": {"class_type": "MaskToImage", "inputs": {"mask": ["4", 0]}}, "6": save(["5", 0], "diception_entity_masks"),
         "7": perceive(["1", 0], "semantic segmentation", steps=28, guidance=2.0, category=diception_category()),
         "8": masks(["7", 0], "threshold (point / semantic)"),
@@ -172,7 +174,7 @@ ROOM_BELOW = {"LoadImage": 280, "SaveImage": 260, "PreviewImage": 260, "Diceptio
 NODES2_HEIGHTS = {
     "LoadImage": 408, "SaveImage": 344, "PreviewImage": 344, "MaskToImage": 64,
     "DiceptionLoad": 308, "DiceptionPerceiveTask": 680, "DiceptionRGBToDepth": 288, "DiceptionRGBToNormal": 116,
-    "DiceptionRGBToMasks": 248, "DiceptionSaveDepth": 152,
+    "DiceptionRGBToMasks": 276, "DiceptionSaveDepth": 152,
     "PersamSamLoader": 168, "PersamReference": 352, "PersamSegment": 300, "PersamDreamBoothMask": 240,
     "PersamSaveDreamBoothDataset": 464,  # not measured since issue 29 added 4 widgets and an input: nodes2_guess
     "DiceptionLoadExamples": 144, "DiceptionTrainAdapter": 500, "DiceptionSaveAdapter": 172,

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from models.decoders import (
-    align_depth, colorize, decode_depth, decode_instances, decode_keypoints, decode_mask, decode_normals,
+    align_depth, colorize, decode_depth, decode_instances, decode_keypoints, decode_mask, decode_normals, photo_per_answer,
     encode_normals, normalize, to_depth,
 )
 
@@ -164,6 +164,27 @@ def test_touching_patches_closer_than_the_merge_tolerance_are_one_instance():
     assert len(masks) == 2
     assert max(iou(m, left) for m in masks) > 0.99
 
+
+
+def test_touching_patches_with_no_edge_between_them_in_the_photo_are_one_instance():
+    answer, left = touching_pair((40, 40, 200))  # two touching squares in distinct colours (ΔE > 40)
+    one_object = np.full((64, 96, 3), 90, np.uint8)  # the photo: one grey object, striped as a texture is
+    one_object[12:52, 8:88] = (150, 120, 60)
+    one_object[12:52:4, 8:88] = (140, 112, 56)
+    two_objects = one_object.copy()
+    two_objects[12:52, 48:88] = (60, 150, 120)  # ... or two objects meeting where the answer's colours change
+    photo = lambda image: torch.from_numpy(image).float() / 255  # noqa: E731
+    assert len(decode_instances(answer)) == 2
+    assert len(decode_instances(answer, photo=photo(one_object))) == 1
+    assert len(decode_instances(answer, photo=photo(two_objects))) == 2
+    big = torch.nn.functional.interpolate(photo(one_object).permute(2, 0, 1)[None], scale_factor=4).permute(0, 2, 3, 1)
+    assert len(decode_instances(answer, photo=big[0])) == 1  # any size: resized to the answer's
+    assert len(decode_instances(answer, photo=photo(one_object), edge_tolerance=1.0)) == 2  # the stripes are edges then
+    answers = torch.stack([answer, answer])
+    assert [p is None for p in photo_per_answer(answers, None)] == [True, True]
+    assert len(photo_per_answer(answers, big)) == 2  # one photo for every answer
+    with pytest.raises(ValueError, match="photo: 3 images for 2 answers"):
+        photo_per_answer(answers, big.expand(3, -1, -1, -1))
 
 def test_masks_threshold_and_empty_maps():
     answer = torch.zeros(2, 16, 16, 3)

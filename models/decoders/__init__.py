@@ -11,5 +11,5 @@
 from .colormaps import COLORMAPS, colorize
 from .depth import align_depth, decode_depth, normalize, to_depth
 from .keypoints import decode_keypoints
-from .masks import MERGE_TOLERANCE, decode_instances, decode_mask
+from .masks import EDGE_TOLERANCE, MERGE_TOLERANCE, decode_instances, decode_mask, photo_per_answer
 from .normals import CONVENTIONS, decode_normals, encode_normals

@@ -5,6 +5,8 @@
   are clustered in CIELAB (ΔE tolerance, black = background), each cluster is split into connected
   components, fragments join the region they touch most and touching regions of close colours merge
   (``merge_regions``), regions under ``min_area`` pixels are dropped, and instances are ordered by area (largest first).
+  Given the photo the answer was made from, touching regions also merge where the photo shows no edge between them
+  (``photo_edges``): a model unsure of an object's colour paints it in patches, but the object has no edge inside.
 """
 
 import numpy as np
@@ -14,6 +16,7 @@ from scipy import ndimage
 from .validation import check_rgb
 
 MERGE_TOLERANCE = 20.0  # ΔE; chosen on the miniature DICEPTION: docs/decoders.md
+EDGE_TOLERANCE = 10.0  # ΔE per pixel of the photo (half a colour step across one pixel); docs/decoders.md
 
 
 def decode_mask(images: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
@@ -74,11 +77,15 @@ def drop_edge_colours(lab: np.ndarray, centroids: np.ndarray, h: int, w: int, so
 
 
 def decode_instances(image: torch.Tensor, tolerance: float = 12.0, min_area: int = 64,
-                     merge_tolerance: float = MERGE_TOLERANCE) -> torch.Tensor:
+                     merge_tolerance: float = MERGE_TOLERANCE, photo: torch.Tensor | None = None,
+                     edge_tolerance: float = EDGE_TOLERANCE) -> torch.Tensor:
     """One (H, W, 3) colour-coded answer → (N, H, W) bool instance masks, largest first (N may be 0).
 
     ``merge_tolerance`` (ΔE): touching regions whose mean colours are closer than this are one instance (a model
-    unsure of an object's colour paints it in patches of several); 0 keeps every colour apart."""
+    unsure of an object's colour paints it in patches of several); 0 keeps every colour apart.
+    ``photo`` (H', W', 3), optional: the image the answer was made from (any size; resized to the answer's). Touching
+    regions are also one instance when, along most of the line where they meet, the photo's edge strength is under
+    ``edge_tolerance`` (``photo_edges``)."""
     rgb = check_rgb(image)[0].clamp(0, 1).cpu().numpy().astype(np.float64)
     h, w, _ = rgb.shape
     lab = srgb_to_lab(rgb).reshape(-1, 3)
@@ -88,7 +95,8 @@ def decode_instances(image: torch.Tensor, tolerance: float = 12.0, min_area: int
     for k in range(1, len(centroids)):
         components, count = ndimage.label(labels == k, structure=np.ones((3, 3)))
         regions[components > 0] = components[components > 0] + regions.max()
-    regions = merge_regions(regions, lab.reshape(h, w, 3), merge_tolerance, min_area)
+    edges = None if photo is None else photo_edges(photo, h, w) >= edge_tolerance
+    regions = merge_regions(regions, lab.reshape(h, w, 3), merge_tolerance, min_area, edges)
     instances = []
     for r in np.unique(regions[regions > 0]):
         region = regions == r
@@ -102,23 +110,59 @@ def decode_instances(image: torch.Tensor, tolerance: float = 12.0, min_area: int
     return torch.from_numpy(np.stack([region for *_, region in instances]))
 
 
-def region_adjacency(regions: np.ndarray) -> dict:
-    """{(a, b): touching pixel pairs} over 8-neighbours, a < b, both regions (not background)."""
-    pairs = []
-    for a, b in ((regions[:, :-1], regions[:, 1:]), (regions[:-1], regions[1:]),
-                 (regions[:-1, :-1], regions[1:, 1:]), (regions[:-1, 1:], regions[1:, :-1])):
+def photo_per_answer(answers: torch.Tensor, photos: torch.Tensor | None) -> list:
+    """The photo of each answer of a batch (``decode_instances``' ``photo``): the photos' own batch, or its single
+    photo for every answer; ``None`` for each without photos."""
+    if photos is None:
+        return [None] * len(answers)
+    photos = check_rgb(photos, "photo")
+    if photos.shape[0] not in (1, len(answers)):
+        raise ValueError(f"photo: {photos.shape[0]} images for {len(answers)} answers; connect one photo, or one per "
+                         "answer (the batch the answers were made from)")
+    return [photos[min(i, photos.shape[0] - 1)] for i in range(len(answers))]
+
+
+def photo_edges(photo: torch.Tensor, h: int, w: int) -> np.ndarray:
+    """The photo's edge strength at the answer's size (h, w): the CIELAB Sobel gradient magnitude in ΔE per pixel
+    (a sharp colour step of ΔE d reads d/2 beside it), then the strongest within a band (5 px at 128², 2·⌊side/100⌉+1
+    on larger answers): where an answer draws the line between two objects is a few pixels off the photo's edge."""
+    photo = check_rgb(photo, "photo")[:1].clamp(0, 1).permute(0, 3, 1, 2)
+    if photo.shape[-2:] != (h, w):
+        photo = torch.nn.functional.interpolate(photo, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
+    lab = srgb_to_lab(photo[0].permute(1, 2, 0).clamp(0, 1).cpu().numpy().astype(np.float64))
+    gradient = np.sqrt(sum(ndimage.sobel(lab[..., c], axis) ** 2 for c in range(3) for axis in (0, 1))) / 8
+    band = max(5, 2 * round(min(h, w) / 100) + 1)
+    return ndimage.maximum_filter(gradient, band)
+
+
+def region_adjacency(regions: np.ndarray, edges: np.ndarray | None = None) -> dict:
+    """{(a, b): [touching pixel pairs, those of them on a photo edge]} over 8-neighbours, a < b, both regions (not
+    background); ``edges``: a bool map of photo edges (none: 0 on an edge)."""
+    pairs, on_edge = [], []
+    for (a, b), (ea, eb) in zip(neighbour_views(regions), neighbour_views(regions if edges is None else edges)):
         touching = (a != b) & (a > 0) & (b > 0)
         pairs.append(np.stack([np.minimum(a, b)[touching], np.maximum(a, b)[touching]], 1))
-    keys, counts = np.unique(np.concatenate(pairs), axis=0, return_counts=True)
-    return {(int(a), int(b)): int(n) for (a, b), n in zip(keys, counts)}
+        on_edge.append(np.zeros(int(touching.sum()), bool) if edges is None else (ea | eb)[touching])
+    pairs, on_edge = np.concatenate(pairs), np.concatenate(on_edge)
+    keys, inverse, counts = np.unique(pairs, axis=0, return_inverse=True, return_counts=True)
+    edged = np.bincount(inverse.reshape(-1), on_edge, minlength=len(keys)).astype(int)
+    return {(int(a), int(b)): [int(n), int(e)] for (a, b), n, e in zip(keys, counts, edged)}
 
 
-def merge_regions(regions: np.ndarray, lab: np.ndarray, merge_tolerance: float, min_area: int) -> np.ndarray:
+def neighbour_views(x: np.ndarray):
+    """The four pairings of each pixel with its right, lower, lower-right and lower-left neighbour."""
+    return ((x[:, :-1], x[:, 1:]), (x[:-1], x[1:]), (x[:-1, :-1], x[1:, 1:]), (x[:-1, 1:], x[1:, :-1]))
+
+
+def merge_regions(regions: np.ndarray, lab: np.ndarray, merge_tolerance: float, min_area: int,
+                  edges: np.ndarray | None = None) -> np.ndarray:
     """Region-adjacency merging of a label map (0 = background), one merge at a time:
 
     1. a fragment (under ``min_area`` pixels, or thin: nothing left after a 3×3 erosion, as a neighbour's blended
        edge is) joins the region it touches most, the smallest fragment first;
-    2. otherwise the two touching regions whose mean colours are closest merge, while closer than ``merge_tolerance``.
+    2. otherwise the two touching regions whose mean colours are closest merge, while closer than ``merge_tolerance``;
+    3. then, given the photo's ``edges`` (bool map), the closest in colour of the touching regions that meet off
+       the photo's edges (on an edge along less than half of where they touch) merge.
     """
     count = int(regions.max()) + 1
     area = np.bincount(regions.ravel(), minlength=count)
@@ -126,11 +170,11 @@ def merge_regions(regions: np.ndarray, lab: np.ndarray, merge_tolerance: float, 
     inner = (ndimage.minimum_filter(regions, 3, mode="constant", cval=-1) == regions) & (
         ndimage.maximum_filter(regions, 3, mode="constant", cval=-1) == regions)
     thin = np.bincount(regions[inner], minlength=count) == 0
-    touching = region_adjacency(regions)
+    touching = region_adjacency(regions, edges)
     parent = np.arange(count)
     while touching:
         neighbours = {}
-        for (a, b), n in touching.items():
+        for (a, b), (n, _) in touching.items():
             neighbours.setdefault(a, []).append((n, b))
             neighbours.setdefault(b, []).append((n, a))
         fragments = [r for r in neighbours if area[r] < min_area or thin[r]]
@@ -139,19 +183,25 @@ def merge_regions(regions: np.ndarray, lab: np.ndarray, merge_tolerance: float, 
             into = max(neighbours[r])[1]
         else:
             mean = total / np.maximum(area, 1)[:, None]
-            distance = {pair: float(np.linalg.norm(mean[pair[0]] - mean[pair[1]])) for pair in touching}
-            r, into = min(touching, key=lambda pair: (distance[pair], pair))
-            if distance[(r, into)] >= merge_tolerance:
+            ranked = []
+            for pair, (n, edged) in touching.items():
+                distance = float(np.linalg.norm(mean[pair[0]] - mean[pair[1]]))
+                if distance < merge_tolerance:
+                    ranked.append((0, distance, pair))
+                elif edges is not None and 2 * edged < n:
+                    ranked.append((1, distance, pair))
+            if not ranked:
                 break
+            r, into = min(ranked)[2]
         area[into] += area[r]
         total[into] += total[r]
         thin[into] &= thin[r]
         parent[parent == r] = into
         merged = {}
-        for (a, b), n in touching.items():
+        for (a, b), counts in touching.items():
             a, b = (into if a == r else a), (into if b == r else b)
             if a != b:
                 key = (min(a, b), max(a, b))
-                merged[key] = merged.get(key, 0) + n
+                merged[key] = [x + y for x, y in zip(merged.get(key, [0, 0]), counts)]
         touching = merged
     return parent[regions]
