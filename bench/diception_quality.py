@@ -7,8 +7,8 @@ decoders (models/decoders); see scripts/miniature_diception/measure.py for each 
 tiny model (the same architecture at its random initialisation: the base folder's transformer) and the best
 constant answer (the per-pixel mean of 200 training scenes' targets; masks thresholded where the training scenes
 get the best IoU; its entity answer decoded with or without the photo, whichever scores higher). Entity answers
-are decoded with the scene's photo, as RGB-to-Masks Decoder does with its photo input connected. Prints the figures, each task's error as a ratio of the constant answer's, the acceptance
-(every error ≤ 0.5× the constant's, point-segmentation IoU ≥ 0.7), the spread over scenes (for the test's
+are decoded with the scene's photo, as RGB-to-Masks Decoder does with its photo input connected. Prints the
+figures, each task's error as a ratio of the constant answer's, the acceptance (every error ≤ 0.5× the constant's, point-segmentation IoU ≥ 0.7), the spread over scenes (for the test's
 margins) and the VAE's reconstruction PSNR on the same held-out scenes.
 """
 
@@ -37,8 +37,8 @@ def main(argv=None):
     parser.add_argument("--guidance", type=float, default=1.0)
     parser.add_argument("--merge-tolerance", type=float, default=MERGE_TOLERANCE,
                         help="decode_instances' merge_tolerance for the entity answers (ΔE; default: the node's)")
-    parser.add_argument("--without-photo", action="store_true",
-                        help="decode the entity answers without the scene's photo (RGB-to-Masks Decoder's photo input unconnected)")
+    parser.add_argument("--without-photo", action="store_true", help="decode the entity answers without the scene's "
+                        "photo (RGB-to-Masks Decoder's photo input unconnected)")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     t0 = time.time()
@@ -51,8 +51,9 @@ def main(argv=None):
             "miniature": measure.Answerer(miniature, steps=args.steps, guidance=args.guidance),
             "untrained tiny model": measure.Answerer(untrained, steps=args.steps, guidance=args.guidance),
         }
-        rows = {name: measure.evaluate(answer, scenes, args.merge_tolerance, not args.without_photo) for name, answer in answerers.items()}
-        rows["best constant answer"] = measure.evaluate_constant(scenes, args.merge_tolerance, not args.without_photo)
+        photo = not args.without_photo
+        rows = {name: measure.evaluate(answer, scenes, args.merge_tolerance, photo) for name, answer in answerers.items()}
+        rows["best constant answer"] = measure.evaluate_constant(scenes, args.merge_tolerance, photo)
     print(f"{len(scenes)} held-out scenes, {args.steps} step(s), guidance {args.guidance}, "
           f"entity merge_tolerance {args.merge_tolerance}, {'without' if args.without_photo else 'with'} the photo\n")
     print("| answer | " + " | ".join(FIGURES) + " |")

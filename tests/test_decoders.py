@@ -8,8 +8,8 @@ import torch
 from PIL import Image
 
 from models.decoders import (
-    align_depth, colorize, decode_depth, decode_instances, decode_keypoints, decode_mask, decode_normals, photo_per_answer,
-    encode_normals, normalize, to_depth,
+    align_depth, colorize, decode_depth, decode_instances, decode_keypoints, decode_mask, decode_normals,
+    encode_normals, normalize, photo_per_answer, to_depth,
 )
 
 
@@ -165,7 +165,6 @@ def test_touching_patches_closer_than_the_merge_tolerance_are_one_instance():
     assert max(iou(m, left) for m in masks) > 0.99
 
 
-
 def test_touching_patches_with_no_edge_between_them_in_the_photo_are_one_instance():
     answer, left = touching_pair((40, 40, 200))  # two touching squares in distinct colours (ΔE > 40)
     one_object = np.full((64, 96, 3), 90, np.uint8)  # the photo: one grey object, striped as a texture is
@@ -185,6 +184,7 @@ def test_touching_patches_with_no_edge_between_them_in_the_photo_are_one_instanc
     assert len(photo_per_answer(answers, big)) == 2  # one photo for every answer
     with pytest.raises(ValueError, match="photo: 3 images for 2 answers"):
         photo_per_answer(answers, big.expand(3, -1, -1, -1))
+
 
 def test_masks_threshold_and_empty_maps():
     answer = torch.zeros(2, 16, 16, 3)

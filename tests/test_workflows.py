@@ -28,7 +28,8 @@ def test_there_is_a_workflow_for_every_use():
 def test_persam_example_pictures_are_the_synthetic_photos_with_their_exact_masks():
     """The PerSAM templates' pictures are the synthetic-PerSeg photos scripts/make_example_set.py says (the miniature
     SAM's world; PerSAM 2's: scenes of the miniature DICEPTION's world), each painted mask (alpha 0, as Load Image
-    reads masks) exactly the subject's or the look-alike's, and PerSAM 4's box line 2 is the box of the subject in its second reference (line 1 empty: reference 1 has its mask)."""
+    reads masks) exactly the subject's or the look-alike's, and PerSAM 4's box line 2 is the box of the subject in
+    its second reference (line 1 empty: reference 1 has its mask)."""
     from scripts import make_example_set as examples
 
     for name, (_, _, _, alpha) in examples.PERSAM_PICTURES.items():
