@@ -1,5 +1,6 @@
-"""How the miniature DICEPTION starts: its own CLIP tokenizers and encoders (``clip_text_encoders``) and the
-transformer's positional routing (``positional_routing``). docs/miniatures.md says why each is needed."""
+"""How the miniature DICEPTION starts: its own CLIP tokenizers and encoders (``clip_text_encoders``), a T5 that
+answers zeros (``silent_t5``) and the transformer's positional routing (``positional_routing``).
+docs/miniatures.md says why each is needed."""
 
 import json
 import math
@@ -45,6 +46,21 @@ def clip_text_encoders(folder: Path) -> None:
                                 bos_token_id=vocab["<|startoftext|>"], eos_token_id=vocab["<|endoftext|>"],
                                 pad_token_id=vocab[pad])
         CLIPTextModelWithProjection(config).save_pretrained(folder / encoder)
+
+
+def silent_t5(folder: Path) -> None:
+    """The fixture's tiny T5 (``folder/text_encoder_3``) made to answer zeros: its final layer norm's weight is 0.
+
+    Still a T5 encoder in the diffusers layout that every loader path reads and runs. The miniature reads its prompts
+    through its CLIP encoders (tokens and pooled embedding; the fixture's random T5 told it nothing more), and with
+    every T5 row zero the 256 T5 tokens are equal, so training computes them as one (``repeated_tokens``)."""
+    from transformers import T5EncoderModel
+
+    t5 = T5EncoderModel.from_pretrained(folder / "text_encoder_3")
+    with torch.no_grad():
+        t5.encoder.final_layer_norm.weight.zero_()
+    shutil.rmtree(folder / "text_encoder_3")
+    t5.save_pretrained(folder / "text_encoder_3")
 
 
 def positional_routing(transformer, heads: int, gain: float) -> None:
