@@ -26,7 +26,9 @@ import torch
 
 from models.decoders import MERGE_TOLERANCE, align_depth, decode_depth, decode_instances, decode_mask, decode_normals
 from scripts.miniature_diception import targets
-from scripts.miniature_diception.train import BASE, CHECKPOINT, SIZE, build_point_encoder, write_checkpoint
+from scripts.miniature_diception.examples import SIZE
+from scripts.miniature_diception.files import BASE, CHECKPOINT, write_checkpoint
+from scripts.miniature_diception.train import build_point_encoder
 from scripts.miniature_diception.world import CLASSES, HELD_OUT_SEEDS, TRAIN_SEEDS, scene
 
 MIN_ENTITY = 64  # decode_instances' default min_area: smaller objects cannot be found by the decoder

@@ -36,10 +36,7 @@ also written there (for work that builds on it while it trains).
 """
 
 import argparse
-import copy
-import json
 import math
-import shutil
 import sys
 import tempfile
 import time
@@ -54,22 +51,19 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from models.diception import finetune  # noqa: E402
-from models.diception.checkpoint import flatten  # noqa: E402
 from models.diception.pipeline import point_slots  # noqa: E402
 from models.diception.transformer import diception_forward  # noqa: E402
-from models.publish import deterministic_safetensors, replace_file, replace_folder  # noqa: E402
+from models.publish import replace_file, replace_folder  # noqa: E402
 from scripts.miniature_diception import targets  # noqa: E402
 from scripts.miniature_diception.examples import SIZE, Encoded, HeldOutCheck, held_out_check  # noqa: E402
-from scripts.miniature_diception.initialisation import clip_text_encoders, positional_routing, silent_t5  # noqa: E402
+from scripts.miniature_diception.files import (  # noqa: E402
+    BASE, CHECKPOINT, LOG, WEIGHTS, build_base, save_untrained, snapshot, write_checkpoint, write_log,
+)
+from scripts.miniature_diception.initialisation import positional_routing  # noqa: E402
 from scripts.miniature_diception.repeated_tokens import collapse_t5, use_repeated_t5  # noqa: E402
 from scripts.miniature_diception.vae import VAE_BATCH, VAE_CONFIG, VAE_CROP, VAE_STEPS, build_vae, full_images, vae_optimiser, vae_step  # noqa: E402
 from scripts.miniature_diception.world import CLASSES  # noqa: E402
 
-HERE = Path(__file__).resolve().parent
-WEIGHTS = HERE / "weights"
-BASE = WEIGHTS / "base"
-CHECKPOINT = WEIGHTS / "diception_miniature.safetensors"
-LOG = WEIGHTS / "train.log.json"
 TRANSFORMER_CONFIG = dict(  # sample_size 128 as SD3-medium's: positions 2 apart in its sin-cos table (positional_routing)
     sample_size=128, patch_size=2, in_channels=16, num_layers=4, attention_head_dim=32, num_attention_heads=4,
     joint_attention_dim=64, caption_projection_dim=128, pooled_projection_dim=40, out_channels=16, pos_embed_max_size=32,
@@ -119,27 +113,7 @@ def train_vae(args):
     return vae, history, time.time() - t0
 
 
-# --- the base folder (SD3 diffusers layout) ---------------------------------------------------------------
-
-def build_base(vae, folder: Path) -> Path:
-    """An SD3 diffusers folder: the fixture's tiny T5 and its tokenizer (tests/tiny_models.py), the miniature's own CLIP
-    tokenizers and encoders (``clip_text_encoders``), SD3's scheduler, the trained VAE and the transformer at its
-    initialisation (fp16)."""
-    from tests.tiny_models import build_sd3_folder
-
-    with tempfile.TemporaryDirectory() as tmp:
-        fixture = build_sd3_folder(Path(tmp))
-        folder.mkdir(parents=True, exist_ok=True)
-        for part in ("text_encoder", "text_encoder_2", "text_encoder_3", "tokenizer", "tokenizer_2", "tokenizer_3", "scheduler"):
-            shutil.copytree(fixture / part, folder / part)
-        shutil.copy(fixture / "model_index.json", folder / "model_index.json")
-    clip_text_encoders(folder)
-    silent_t5(folder)
-    vae.to(torch.float16).save_pretrained(folder / "vae")
-    vae.float()
-    build_transformer().to(torch.float16).save_pretrained(folder / "transformer")
-    return folder
-
+# --- the architecture (the base folder and checkpoint: files.py) -------------------------------------------
 
 def build_transformer():
     """SD3's transformer at the miniature's initialisation: diffusers' own (seed 0), then ``positional_routing``."""
@@ -156,22 +130,6 @@ def build_point_encoder(dim: int):
 
     torch.manual_seed(1)
     return PointEncoder(dim)
-
-
-def write_checkpoint(transformer, point_encoder, path: Path) -> None:
-    """The DICEPTION checkpoint's five parts (as ``DICEPTION_v1.pth`` holds them), flattened into ``.safetensors``
-    (the pack's converter's layout), fp16, written crash-safe."""
-    sd = point_encoder.state_dict()
-    parts = {
-        "transformer": {k: v for k, v in transformer.state_dict().items() if k != "pos_embed.pos_embed"},
-        "point_embedder": {k[len("point_embedder."):]: v for k, v in sd.items() if k.startswith("point_embedder.")},
-        "not_seg_embeddings": {"weight": sd["not_seg_embeddings.weight"]},
-        "seg_embeddings": {"weight": sd["seg_embeddings.weight"]},
-        "positional_encoding_gaussian_matrix": sd["positional_encoding_gaussian_matrix"],
-    }
-    flat = {k: v.detach().to(torch.float16).contiguous() for k, v in flatten(parts).items()}
-    blob = deterministic_safetensors(flat, {"format": "pt", "trained_by": "scripts/miniature_diception/train.py"})
-    replace_file(path, lambda f: f.write(blob))
 
 
 # --- the transformer ----------------------------------------------------------------------------------------
@@ -286,36 +244,11 @@ def settings_for_sigmas():
     return replace(finetune.TrainingSettings(), one_step_fraction=ONE_STEP, precondition=True)
 
 
-def snapshot(transformer, point_encoder, folder: Path) -> None:
-    """The current miniature as a complete base folder + checkpoint in ``folder``, replaced atomically."""
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-
-    def build(temp: Path) -> None:
-        shutil.copytree(BASE, temp / "base")
-        write_checkpoint(transformer, point_encoder, temp / CHECKPOINT.name)
-        (temp / "load.py").write_text(LOAD_SNIPPET)
-
-    replace_folder(folder, build)
-
-
-LOAD_SNIPPET = '''"""The miniature DICEPTION in this folder, through the pack's loader (run from the repository root)."""
-import sys, torch
-from pathlib import Path
-HERE = Path(__file__).resolve().parent
-
-
-def load(cache=None):
-    from models.diception import load_pipeline
-    return load_pipeline(HERE / "base", HERE / "diception_miniature.safetensors", torch.float32, cache or HERE / ".prompt_cache")
-'''
-
-
 def train_transformer(args):
     torch.manual_seed(0)
     cache = Path(tempfile.mkdtemp(prefix="mini24-prompts."))
     pipeline, transformer, point_encoder, embeds = prepare_transformer_training(cache)
-    save_untrained(transformer)
+    save_untrained(transformer, BASE)
     shift = float(pipeline.scheduler_config.get("shift", 1.0))
     settings = settings_for_sigmas()
     t0 = time.time()
@@ -362,19 +295,6 @@ def train_transformer(args):
     return history, checks, time.time() - t0
 
 
-def save_untrained(transformer) -> None:
-    """The transformer at its initialisation into ``base/transformer`` (fp16): the untrained baseline, and what a
-    loader of the base folder finds there."""
-    replace_folder(BASE / "transformer", copy.deepcopy(transformer).to(torch.float16).save_pretrained)
-
-
-def write_log(**entries):
-    log_file = OUT / LOG.name
-    current = json.loads(log_file.read_text()) if log_file.is_file() else {}
-    current.update(entries)
-    replace_file(log_file, lambda f: f.write((json.dumps(current, indent=1) + "\n").encode()))
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("stage", choices=["vae", "transformer"])
@@ -386,14 +306,14 @@ def main(argv=None):
     WEIGHTS.mkdir(exist_ok=True)
     if args.stage == "vae":
         vae, history, seconds = train_vae(args)
-        replace_folder(BASE, lambda folder: build_base(vae, folder))  # a kill mid-build keeps the earlier base
-        write_log(vae={"config": VAE_CONFIG, "steps": len(history), "batch": VAE_BATCH, "crop": VAE_CROP,
+        replace_folder(BASE, lambda folder: build_base(vae, build_transformer(), folder))  # a kill mid-build keeps the earlier base
+        write_log(OUT / LOG.name, vae={"config": VAE_CONFIG, "steps": len(history), "batch": VAE_BATCH, "crop": VAE_CROP,
                        "first_losses": history[:2], "seconds": round(seconds), "loss_every_50": history[49::50],
                        "scaling_factor": vae.config.scaling_factor, "shift_factor": vae.config.shift_factor})
         log("VAE written to", BASE / "vae")
     else:
         history, checks, seconds = train_transformer(args)
-        write_log(transformer={"config": TRANSFORMER_CONFIG, "steps": len(history), "batch": BATCH, "lr": LR,
+        write_log(OUT / LOG.name, transformer={"config": TRANSFORMER_CONFIG, "steps": len(history), "batch": BATCH, "lr": LR,
                                "one_step_fraction": ONE_STEP, "prompt_dropout": DROPOUT, "scenes": len(SCENES),
                                "first_losses": history[:2], "seconds": round(seconds), "loss_every_10": history[9::10],
                                "held_out_check": checks})
