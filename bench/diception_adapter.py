@@ -1,7 +1,8 @@
 """Few-shot adapter training: how big the adapter is, and what one training step costs.
 
 1. Trainable fraction at the SD3-medium config (meta device, no weights): the default adapter (rank 8 on the
-   8 attention projections and the 4 feed-forward layers of every joint block), against the transformer's parameters.
+   8 attention projections, the 4 feed-forward layers and the 2 adaLN modulations of every joint block), against the
+   transformer's parameters.
 2. Tiny model (tests/fixtures), CPU fp32: seconds per step, the bytes autograd keeps for the backward pass of one
    step (saved-tensor hooks: what checkpointing trades for recomputation) and the child process's peak RSS, with and
    without per-block gradient checkpointing, each variant in its own child process; ratios against the run without

@@ -2,6 +2,7 @@
 
     python bench/diception_few_shot.py                       # node defaults vs full fine-tune vs the mean target
     python bench/diception_few_shot.py --recipe              # + each recipe point on/off, learning rate and rank
+    python bench/diception_few_shot.py --seeds 5 6 --full-lr 1e-4 --full-dropout 0 0.1   # the full fine-tune's variants
     python bench/diception_few_shot.py --base B --checkpoint C   # another miniature (e.g. a training snapshot)
 
 The new task (scripts/miniature_diception/new_task.py), "highlight the red objects": 48 training scenes, 12 held out
@@ -14,9 +15,10 @@ Baselines from the same run: the mean training target (one image, no model) and 
 adapter. Rows:
 
 - node defaults: ``TrainingSettings()`` as Train DICEPTION Adapter gives them, at the miniature's resolution (rank 8
-  on the attention projections and the feed-forward layers; the learning rate for the model's width: 1.2e-3 here);
-- full fine-tune: every transformer parameter, same steps and seed (``full_fine_tune``), at the node's learning rate
-  and at diffusers' 1e-4 (the better of the two for a full fine-tune on the miniature).
+  on the attention projections, the feed-forward layers and the adaLN modulation; the learning rate for the model's
+  width: 1.2e-3 here; no prompt dropout);
+- full fine-tune: every transformer parameter and no adapter, same steps and seed (``full_fine_tune``), at the node's
+  learning rate and at diffusers' 1e-4 (the better of the two for a full fine-tune on the miniature).
 """
 
 import argparse
@@ -84,6 +86,7 @@ def main():
     parser.add_argument("--steps", type=int, help="training steps (default: the node's)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--full-lr", type=float, nargs="+", help="full fine-tune's learning rates (default: the node's, and 1e-4)")
+    parser.add_argument("--full-dropout", type=float, nargs="+", help="full fine-tune's prompt dropouts (default: the node's)")
     parser.add_argument("--recipe", action="store_true", help="also each recipe point switched, the learning rate and rank")
     parser.add_argument("--only", nargs="*", help="recipe rows to run (names as printed)")
     args = parser.parse_args()
@@ -104,7 +107,7 @@ def main():
             "one_step_fraction 0": {"one_step_fraction": 0.0},
             "one_step_fraction 0.5": {"one_step_fraction": 0.5},
             "max_grad_norm 0 (no clipping)": {"max_grad_norm": 0.0},
-            "prompt_dropout 0": {"prompt_dropout": 0.0},
+            "prompt_dropout 0.1 (the earlier default)": {"prompt_dropout": 0.1},
             "learning_rate 1e-4 (diffusers' SD3 LoRA rate)": {"learning_rate": 1e-4},
             "learning_rate 3e-4": {"learning_rate": 3e-4},
             "learning_rate 3e-3": {"learning_rate": 3e-3},
@@ -112,6 +115,7 @@ def main():
             "rank 32": {"rank": 32},
             "target attention": {"targets": TARGET_PRESETS["attention"]},
             "target attention + adaLN": {"targets": TARGET_PRESETS["attention + adaLN"]},
+            "target attention + MLP (the earlier default)": {"targets": TARGET_PRESETS["attention + MLP"]},
             "target attention, learning_rate 1e-4 (the earlier defaults, rank 32)": {"targets": TARGET_PRESETS["attention"], "learning_rate": 1e-4, "rank": 32},
         })
         if args.only:
@@ -123,11 +127,14 @@ def main():
             row(f"{name}, seed {seed}", errors(pipeline, held), mean,
                 f"lr {adapter.settings['learning_rate']:.2g}, loss {np.mean(losses[:20]):.3f} → {np.mean(losses[-20:]):.3f}, {seconds:.0f} s")
         if not args.recipe or not args.only:
+            dropouts = args.full_dropout or [node_defaults().prompt_dropout]
             for rate in (args.full_lr or [0.0, 1e-4]):  # the node's rate (0: for the width), diffusers' SD3 rate
-                full = load(args.base, args.checkpoint)  # trained in place: its own copy
-                pipeline, adapter, losses, seconds = train(full, train_set, node_defaults(seed=seed, full_fine_tune=True, learning_rate=rate, **steps))
-                row(f"full fine-tune, learning_rate {adapter.settings['learning_rate']:.2g}, seed {seed}", errors(pipeline, held), mean,
-                    f"loss {np.mean(losses[:20]):.3f} → {np.mean(losses[-20:]):.3f}, {seconds:.0f} s")
+                for dropout in dropouts:
+                    full = load(args.base, args.checkpoint)  # trained in place: its own copy
+                    settings = node_defaults(seed=seed, full_fine_tune=True, learning_rate=rate, prompt_dropout=dropout, **steps)
+                    pipeline, adapter, losses, seconds = train(full, train_set, settings)
+                    row(f"full fine-tune, learning_rate {adapter.settings['learning_rate']:.2g}, prompt_dropout {dropout:g}, seed {seed}",
+                        errors(pipeline, held), mean, f"loss {np.mean(losses[:20]):.3f} → {np.mean(losses[-20:]):.3f}, {seconds:.0f} s")
 
 
 if __name__ == "__main__":

@@ -87,7 +87,7 @@ def loss_curve(losses) -> torch.Tensor:
 class TrainDiceptionAdapter:
     DESCRIPTION = (
         "Teaches DICEPTION a new task from example pairs (the paper: about 50) with a low-rank adapter (by default rank "
-        "8 on the attention projections and the feed-forward layers = 0.52 % of SD3-medium). Returns a model that "
+        "8 on the attention projections, the feed-forward layers and the adaLN modulation = 0.72 % of SD3-medium). Returns a model that "
         "answers the new task (Perceive Task: type its name into task_name) and every built-in task exactly as before; the loaded model itself is not changed. Targets of another size than "
         "their image are resized when the aspect ratio is the same, refused otherwise."
     )

@@ -122,8 +122,8 @@ def test_files_that_would_attach_as_nonsense_are_refused(tmp_path, adapter, base
     only_a = {k: v for k, v in adapter.weights.items() if "lora_A" in k}
     nan = {k: v.clone() for k, v in adapter.weights.items()}
     nan[sorted(nan)[-1]][0, 0] = float("nan")
-    cases = {  # 2 blocks: 15 attention projections + 6 feed-forward layers (the last block has no ff_context)
-        "only_a": (only_a, meta, r"only_a.safetensors is incomplete: 21 layer\(s\) lack their lora_B weights"),
+    cases = {  # 2 blocks: 15 attention projections + 6 feed-forward layers (the last block has no ff_context) + 4 adaLN
+        "only_a": (only_a, meta, r"only_a.safetensors is incomplete: 25 layer\(s\) lack their lora_B weights"),
         "nan": (nan, meta, "nan.safetensors has NaN or infinite weights"),
         "rank": (adapter.weights, {**meta, "diception.rank": "abc"}, "rank.safetensors has unreadable metadata: diception.rank = 'abc'"),
         "settings": (adapter.weights, {**meta, "diception.settings": "{oops"}, "settings.safetensors has unreadable metadata: diception.settings"),

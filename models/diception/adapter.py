@@ -26,14 +26,15 @@ ADALN_TARGETS = ("norm1.linear", "norm1_context.linear")
 # The feed-forward layers of a joint block (image stream ff, text stream ff_context; the last block has no ff_context)
 MLP_TARGETS = ("ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj", "ff_context.net.2")
 TARGET_PRESETS = {
+    "attention + MLP + adaLN": ATTENTION_TARGETS + MLP_TARGETS + ADALN_TARGETS,
     "attention + MLP": ATTENTION_TARGETS + MLP_TARGETS,
     "attention": ATTENTION_TARGETS,
     "attention + adaLN": ATTENTION_TARGETS + ADALN_TARGETS,
 }
-DEFAULT_PRESET = "attention + MLP"  # what the few-shot measurements favour (docs/adapters.md)
+DEFAULT_PRESET = "attention + MLP + adaLN"  # what the few-shot measurements favour (docs/adapters.md)
 DEFAULT_TARGETS = TARGET_PRESETS[DEFAULT_PRESET]
 # Share of SD3-medium's transformer (2.028 B parameters) a rank-8 adapter (DEFAULT_RANK) of each preset trains
-PRESET_SHARE_SD3_MEDIUM = {"attention + MLP": "0.52 %", "attention": "0.23 %", "attention + adaLN": "0.43 %"}
+PRESET_SHARE_SD3_MEDIUM = {"attention + MLP + adaLN": "0.72 %", "attention + MLP": "0.52 %", "attention": "0.23 %", "attention + adaLN": "0.43 %"}
 DEFAULT_RANK = 8
 MAX_RANK = 256
 MAX_STEPS = 100_000  # training steps one run may ask for
@@ -60,7 +61,7 @@ class TaskAdapter:
 
 def check_rank(rank) -> int:
     if isinstance(rank, bool) or not isinstance(rank, int) or not 1 <= rank <= MAX_RANK:
-        raise ValueError(f"rank: expected a whole number from 1 to {MAX_RANK} (8 on the default target is 0.52 % of SD3-medium), got {rank!r}")
+        raise ValueError(f"rank: expected a whole number from 1 to {MAX_RANK} (8 on the default target is 0.72 % of SD3-medium), got {rank!r}")
     return rank
 
 

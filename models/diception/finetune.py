@@ -16,8 +16,9 @@ Only the adapter trains (fp32 weights; bf16/fp16 autocast on GPUs, fp16 with a G
 norm clipped (``max_grad_norm``, diffusers: 1.0); every random draw comes from ``seed`` on the CPU, so the same seed
 on the same device gives the same adapter. ``resume``: start from a saved adapter's weights (rank and targets must
 match); ``checkpoint(adapter)`` is called every ``checkpoint_every`` steps with the adapter so far. ``full_fine_tune``: every
-parameter of the loaded transformer trains as well, in place (the baseline a few-shot adapter is measured against in
-bench/diception_few_shot.py; the adapter file holds only the LoRA part, so this is no mode for users).
+parameter of the loaded transformer trains, in place, instead of the adapter (which stays a no-op: its ``lora_B`` is
+zero), so the baseline a few-shot adapter is measured against in bench/diception_few_shot.py does not change with the
+adapter's target or rank; no file holds the result, so this is no mode for users.
 """
 
 import math
@@ -52,9 +53,9 @@ class TrainingSettings:
     precondition: bool = True  # σ²-weighted velocity loss (diffusers' precondition_outputs)
     one_step_fraction: float = 0.25  # share of examples trained at σ = 1 (one-step answers)
     max_grad_norm: float = 1.0  # 0: no clipping
-    prompt_dropout: float = 0.1  # share of examples trained as the unconditioned branch (empty prompt)
+    prompt_dropout: float = 0.0  # share of examples trained as the unconditioned branch (empty prompt)
     checkpoint_every: int = 0  # steps between checkpoints (0: none)
-    full_fine_tune: bool = False  # every transformer parameter trains too, IN PLACE (a benchmark baseline: no file holds it)
+    full_fine_tune: bool = False  # every transformer parameter trains instead, IN PLACE (a benchmark baseline: no file holds it)
 
 
 def check_examples(images, targets) -> None:
@@ -196,8 +197,8 @@ def _train(pipeline, images, targets, task, prompt, settings, callback, resume=N
     transformer = trainee.transformer
     slot = trainee.adapters[task][0]
     params = adapters.lora_parameters(transformer, slot)
-    if settings.full_fine_tune:  # the base weights (shared with ``pipeline``'s transformer) train as well
-        params = params + [p for p in pipeline.base_transformer.parameters() if p.dtype.is_floating_point]
+    if settings.full_fine_tune:  # the base weights (shared with ``pipeline``'s transformer) train; the adapter stays 0
+        params = [p for p in pipeline.base_transformer.parameters() if p.dtype.is_floating_point]
     for p in params:
         p.requires_grad_(True)
     adapters.activate(transformer, slot, 1.0)
