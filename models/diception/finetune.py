@@ -196,9 +196,10 @@ def _train(pipeline, images, targets, task, prompt, settings, callback, resume=N
     trainee = pipeline.with_adapters(existing + [fresh], seed=settings.seed)
     transformer = trainee.transformer
     slot = trainee.adapters[task][0]
-    params = adapters.lora_parameters(transformer, slot)
     if settings.full_fine_tune:  # the base weights (shared with ``pipeline``'s transformer) train; the adapter stays 0
         params = [p for p in pipeline.base_transformer.parameters() if p.dtype.is_floating_point]
+    else:
+        params = adapters.lora_parameters(transformer, slot)
     for p in params:
         p.requires_grad_(True)
     adapters.activate(transformer, slot, 1.0)
